@@ -1,0 +1,120 @@
+"""The policy: turns the safety head's probabilities into a decision and a hint.
+
+Pure values in, pure values out, no torch: the CLI, the app and the eval share it.
+Rule (the paper's "hint unless level 0 or type safe", with thresholds instead of argmax):
+an input is flagged when some risk type reaches its threshold AND the probability of a
+non-zero level reaches the level threshold. A flagged input gets the most probable
+flagged type and the most probable non-zero level; the top level means `refuse`,
+other levels `caution`. Setting either threshold kind to 0 defers to the other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+from safevlm.taxonomy import Taxonomy
+
+ALLOW, CAUTION, REFUSE = "allow", "caution", "refuse"
+
+
+class ThresholdError(ValueError):
+    """Thresholds that cannot be used; the message says which value and why."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    types: dict[str, float] = field(default_factory=dict)
+    level: float = 0.5
+
+    @classmethod
+    def default(cls, taxonomy: Taxonomy) -> Thresholds:
+        return cls(dict(taxonomy.default_type_thresholds), taxonomy.default_level_threshold)
+
+    def with_overrides(self, overrides: Mapping | str | None, taxonomy: Taxonomy) -> Thresholds:
+        """Merge user overrides: a mapping or JSON like {"illegal_risk": 0.3, "level": 0.4}
+        or {"types": {...}, "level": 0.4}. Unknown names and values outside [0, 1] raise."""
+        if overrides is None or overrides == "":
+            return self
+        if isinstance(overrides, str):
+            try:
+                overrides = json.loads(overrides)
+            except json.JSONDecodeError as e:
+                raise ThresholdError(f"thresholds are not valid JSON: {e}") from None
+        if not isinstance(overrides, Mapping):
+            raise ThresholdError("thresholds must be a JSON object, e.g. {\"illegal_risk\": 0.3}")
+        types = dict(self.types)
+        level = self.level
+        flat = dict(overrides.get("types", {}) if isinstance(overrides.get("types"), Mapping) else {})
+        flat.update({k: v for k, v in overrides.items() if k != "types"})
+        for name, value in flat.items():
+            value = _probability(name, value)
+            if name == "level":
+                level = value
+            elif name in taxonomy.risk_types:
+                types[name] = value
+            else:
+                known = ", ".join((*taxonomy.risk_types, "level"))
+                raise ThresholdError(f"unknown threshold {name!r}; known: {known}")
+        return Thresholds(types, level)
+
+    def to_dict(self) -> dict:
+        return {"types": dict(self.types), "level": self.level}
+
+
+def _probability(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ThresholdError(f"threshold {name!r} must be a number in [0, 1], got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ThresholdError(f"threshold {name!r} must be in [0, 1], got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # allow | caution | refuse
+    type: str  # the flagged risk type, or the taxonomy's safe type
+    level: int  # 0 when allowed
+    hint: str | None  # the sentence conditioning the answer, None when allowed
+    flagged_types: tuple[str, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        return self.action != ALLOW
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["flagged_types"] = list(self.flagged_types)
+        d["flagged"] = self.flagged
+        return d
+
+
+def decide(
+    type_probs: Mapping[str, float] | Sequence[float],
+    level_probs: Sequence[float],
+    taxonomy: Taxonomy,
+    thresholds: Thresholds | None = None,
+) -> Decision:
+    """The decision for one input. `type_probs` maps type name -> probability (or is a
+    sequence in taxonomy order); `level_probs` is in level order."""
+    thresholds = thresholds or Thresholds.default(taxonomy)
+    if not isinstance(type_probs, Mapping):
+        if len(type_probs) != len(taxonomy.types):
+            raise ValueError(f"expected {len(taxonomy.types)} type probabilities, got {len(type_probs)}")
+        type_probs = dict(zip(taxonomy.types, type_probs, strict=True))
+    if len(level_probs) != len(taxonomy.levels):
+        raise ValueError(f"expected {len(taxonomy.levels)} level probabilities, got {len(level_probs)}")
+
+    flagged = tuple(
+        t for t in taxonomy.risk_types
+        if float(type_probs[t]) >= thresholds.types.get(t, taxonomy.default_type_thresholds[t])
+    )
+    risk_mass = 1.0 - float(level_probs[0])
+    if not flagged or risk_mass < thresholds.level:
+        return Decision(ALLOW, taxonomy.safe_type, 0, None, flagged)
+
+    risk_type = max(flagged, key=lambda t: float(type_probs[t]))
+    level = 1 + max(range(len(level_probs) - 1), key=lambda i: float(level_probs[i + 1]))
+    action = REFUSE if level == taxonomy.max_level else CAUTION
+    return Decision(action, risk_type, level, taxonomy.hint(risk_type, level), flagged)

@@ -1,0 +1,124 @@
+"""The risk taxonomy: type names, level names, which type means "safe", hint sentences
+and default thresholds, all read from one JSON file in assets/.
+
+Owns no torch and no decision logic (that is `policy`); code asks the taxonomy
+(`taxonomy.safe_index`, `len(taxonomy.types)`) instead of typing numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_TAXONOMY_PATH = ASSETS_DIR / "taxonomy.json"
+
+
+class TaxonomyError(ValueError):
+    """A taxonomy file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    name: str
+    types: tuple[str, ...]
+    type_labels: tuple[str, ...]
+    safe_type: str
+    levels: tuple[str, ...]
+    level_labels: tuple[str, ...]
+    hints: dict[str, dict[int, str]] = field(default_factory=dict)
+    default_type_thresholds: dict[str, float] = field(default_factory=dict)
+    default_level_threshold: float = 0.5
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def safe_index(self) -> int:
+        return self.types.index(self.safe_type)
+
+    @property
+    def risk_types(self) -> tuple[str, ...]:
+        return tuple(t for t in self.types if t != self.safe_type)
+
+    @property
+    def max_level(self) -> int:
+        return len(self.levels) - 1
+
+    def type_index(self, name: str) -> int:
+        try:
+            return self.types.index(name)
+        except ValueError:
+            raise TaxonomyError(
+                f"unknown type {name!r} for taxonomy {self.name!r}; known: {', '.join(self.types)}"
+            ) from None
+
+    def hint(self, type_name: str, level: int) -> str | None:
+        """The hint sentence for a risky (type, level), or None for safe inputs."""
+        if type_name == self.safe_type or level <= 0:
+            return None
+        return self.hints.get(type_name, {}).get(level)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "types": [
+                {"name": t, "label": lab, "description": self.descriptions.get(t, "")}
+                for t, lab in zip(self.types, self.type_labels, strict=True)
+            ],
+            "safe_type": self.safe_type,
+            "levels": [
+                {"name": lv, "label": lab}
+                for lv, lab in zip(self.levels, self.level_labels, strict=True)
+            ],
+            "hints": {t: {str(k): v for k, v in d.items()} for t, d in self.hints.items()},
+            "default_thresholds": {
+                "types": dict(self.default_type_thresholds),
+                "level": self.default_level_threshold,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> Taxonomy:
+        try:
+            types = [t["name"] for t in data["types"]]
+            type_labels = [t.get("label", t["name"]) for t in data["types"]]
+            levels = [lv["name"] for lv in data["levels"]]
+            level_labels = [lv.get("label", lv["name"]) for lv in data["levels"]]
+            safe_type = data["safe_type"]
+        except (KeyError, TypeError) as e:
+            raise TaxonomyError(f"{source}: missing or malformed field {e}") from None
+        if safe_type not in types:
+            raise TaxonomyError(f"{source}: safe_type {safe_type!r} is not one of the types")
+        if len(set(types)) != len(types) or len(levels) < 2:
+            raise TaxonomyError(f"{source}: type names must be unique and there must be >= 2 levels")
+        hints: dict[str, dict[int, str]] = {}
+        for t, by_level in data.get("hints", {}).items():
+            if t not in types:
+                raise TaxonomyError(f"{source}: hint for unknown type {t!r}")
+            hints[t] = {int(k): str(v) for k, v in by_level.items()}
+        thr = data.get("default_thresholds", {})
+        type_thr = {t: float(thr.get("types", {}).get(t, 0.5)) for t in types if t != safe_type}
+        return cls(
+            name=data.get("name", Path(source).stem),
+            types=tuple(types),
+            type_labels=tuple(type_labels),
+            safe_type=safe_type,
+            levels=tuple(levels),
+            level_labels=tuple(level_labels),
+            hints=hints,
+            default_type_thresholds=type_thr,
+            default_level_threshold=float(thr.get("level", 0.5)),
+            descriptions={t["name"]: t.get("description", "") for t in data["types"]},
+        )
+
+
+def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
+    """Read a taxonomy JSON file (default: assets/taxonomy.json)."""
+    path = Path(path) if path else DEFAULT_TAXONOMY_PATH
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TaxonomyError(f"taxonomy file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise TaxonomyError(f"{path}: not valid JSON ({e})") from None
+    return Taxonomy.from_dict(data, source=str(path))
