@@ -1,0 +1,263 @@
+"""The chat engine: one loaded SafeVLM serving classify and streamed chat turns.
+
+Two steps per turn, as the design asks: classify (vision once per image, reader text once
+per image, safety head) and then generation conditioned by the policy's decision. Caches
+per-image work by content hash. Owns no UI, no logging to disk and no decision rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from safevlm.bases import Base, load_base
+from safevlm.config import MODES, SafeVLMConfig
+from safevlm.images import LoadedImage, load_image
+from safevlm.model import GenerationSettings, ImageFeatures, SafeVLM
+from safevlm.policy import Decision, Thresholds, decide
+from safevlm.reader import Reader
+from safevlm.taxonomy import ASSETS_DIR, Taxonomy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROMPT = "Describe this image."  # what the head reads when classify gets no prompt
+DEFAULT_CHECKPOINT = ASSETS_DIR / "checkpoint"
+MAX_PROMPT_CHARS = 4000
+MAX_HISTORY_TURNS = 6
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be answered (empty, too long); the message says why."""
+
+
+def clean_prompt(prompt: str | None, allow_empty: bool = False) -> str:
+    """Strip control characters (keep newlines and tabs) and check the length."""
+    text = "".join(
+        ch for ch in (prompt or "")
+        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
+    ).strip()
+    if not text and not allow_empty:
+        raise PromptError("the prompt is empty: type a question about the image")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise PromptError(f"the prompt has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+    return text
+
+
+@dataclass
+class Verdict:
+    """The classify step's result for one (image, prompt)."""
+
+    type_probs: dict[str, float]
+    level_probs: list[float]
+    decision: Decision
+    reader_text: str
+    ms: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {
+            "type": self.decision.type,
+            "level": self.decision.level,
+            "type_probs": self.type_probs,
+            "level_probs": self.level_probs,
+            "decision": self.decision.action,
+            "flagged": self.decision.flagged,
+            "hint": self.decision.hint,
+            "reader_text": self.reader_text,
+            "ms": round(sum(self.ms.values()), 1),
+        }
+
+
+@dataclass
+class ChatUpdate:
+    """One step of a streamed turn: the verdict (known before the first token), the answer
+    so far, and timings; `done` on the last update."""
+
+    verdict: Verdict
+    text: str
+    mode: str
+    conditioned: bool  # whether the conditioning acted (the input was flagged and mode != off)
+    done: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {**self.verdict.to_dict(), "response": self.text, "mode": self.mode,
+                "conditioned": self.conditioned,
+                "timings": {k: round(v, 1) for k, v in self.timings.items()}}
+
+
+@dataclass
+class _Prepared:
+    features: ImageFeatures
+    reader_text: str
+    ms: dict[str, float]
+
+
+class ChatEngine:
+    """Holds one model; thread-safe (one turn runs on the model at a time)."""
+
+    def __init__(self, model: SafeVLM, reader: Reader | None = None, checkpoint_id: str = "untrained",
+                 cache_size: int = 16):
+        self.model = model
+        self.reader = reader if model.config.use_reader and model.base.use_reader else None
+        self.checkpoint_id = checkpoint_id
+        self._cache: OrderedDict[str, _Prepared] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.RLock()
+
+    @classmethod
+    def load(cls, base: str | Base = "tiny", checkpoint: str | Path | None = None,
+             config: SafeVLMConfig | None = None, **base_kwargs) -> ChatEngine:
+        """`checkpoint`: a directory from training; None uses assets/checkpoint when it
+        exists and otherwise untrained (seeded) safety modules."""
+        base_obj = base if isinstance(base, Base) else load_base(base, **base_kwargs)
+        if checkpoint is None and DEFAULT_CHECKPOINT.exists() and base_obj.name == "tiny":
+            checkpoint = DEFAULT_CHECKPOINT
+        if checkpoint is not None:
+            model = SafeVLM.from_pretrained(base_obj, checkpoint)
+            checkpoint_id = str(checkpoint)
+        else:
+            log.warning("no safety checkpoint: the safety modules are untrained")
+            torch.manual_seed(0)
+            model = SafeVLM(base_obj, config).eval()
+            checkpoint_id = "untrained"
+        return cls(model, Reader(), checkpoint_id)
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return self.model.taxonomy
+
+    def default_thresholds(self) -> Thresholds:
+        return Thresholds.default(self.taxonomy)
+
+    def thresholds(self, overrides=None) -> Thresholds:
+        """Defaults merged with overrides (mapping, JSON string, Thresholds or None)."""
+        if isinstance(overrides, Thresholds):
+            return overrides
+        return self.default_thresholds().with_overrides(overrides, self.taxonomy)
+
+    def describe(self) -> dict:
+        return {**self.model.describe(), "checkpoint": self.checkpoint_id,
+                "reader": self.reader is not None, "default_mode": self.model.config.default_mode}
+
+    # ------------------------------------------------------------------ classify
+
+    def prepare(self, image: LoadedImage | None) -> _Prepared:
+        """Vision features and reader text of an image, computed once per content hash."""
+        key = image.sha256 if image is not None else "<no image>"
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            from PIL import Image
+
+            picture = image.image if image is not None else Image.new("RGB", (224, 224), (128, 128, 128))
+            t0 = time.perf_counter()
+            pixels = self.model.base.image_transform(picture).unsqueeze(0)
+            features = self.model.get_image_features(pixels)
+            t1 = time.perf_counter()
+            reader_text = self.reader.read(picture) if (self.reader and image is not None) else ""
+            t2 = time.perf_counter()
+            if image is None:  # no image: the LLM gets none, the head sees a blank grid
+                features = ImageFeatures(features.grid, features.embeds[:, :0], features.embeds_mask[:, :0])
+            prepared = _Prepared(features, reader_text,
+                                 {"vision": (t1 - t0) * 1000, "reader": (t2 - t1) * 1000})
+            self._cache[key] = prepared
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return prepared
+
+    def classify(self, image: LoadedImage | str | Path | None, prompt: str | None = None,
+                 thresholds=None) -> Verdict:
+        image = self._load(image)
+        prompt = clean_prompt(prompt) if prompt else DEFAULT_PROMPT
+        thresholds = self.thresholds(thresholds)
+        with self._lock:
+            cached = image is None or image.sha256 in self._cache
+            prepared = self.prepare(image)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                queries, mask = self.model.get_safety_queries(
+                    [self.model.safety_query_text(prompt, prepared.reader_text)]
+                )
+                out = self.model.classify_safety(prepared.features, queries, mask)
+            ms = {"vision": 0.0, "reader": 0.0} if cached else dict(prepared.ms)
+            ms["classify"] = (time.perf_counter() - t0) * 1000
+        type_probs = dict(zip(self.taxonomy.types, out.type_probs[0].tolist(), strict=True))
+        level_probs = out.level_probs[0].tolist()
+        decision = decide(type_probs, level_probs, self.taxonomy, thresholds)
+        return Verdict(type_probs, level_probs, decision, prepared.reader_text, ms)
+
+    def classify_many(self, images: Sequence, prompt: str | None = None, thresholds=None) -> Iterator[Verdict]:
+        for image in images:
+            yield self.classify(image, prompt, thresholds)
+
+    # ------------------------------------------------------------------ chat
+
+    def stream(self, image: LoadedImage | str | Path | None, prompt: str,
+               history: Sequence[tuple[str, str]] = (), mode: str | None = None,
+               thresholds=None, settings: GenerationSettings | None = None,
+               stop_event: threading.Event | None = None) -> Iterator[ChatUpdate]:
+        """A streamed turn. The first update carries the verdict and no text (the safety
+        panel can draw before the first token); then the answer grows; the last is `done`.
+        `history` is the earlier (user, assistant) pairs about the same image."""
+        t_start = time.perf_counter()
+        image = self._load(image)
+        prompt = clean_prompt(prompt)
+        mode = mode or self.model.config.default_mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        with self._lock:
+            verdict = self.classify(image, prompt, thresholds)
+            t_verdict = time.perf_counter()
+            flagged = verdict.decision.flagged
+            conditioned = flagged and mode != "off"
+            use_hint = conditioned and mode in ("hint", "both")
+            use_tokens = (conditioned and mode in ("tokens", "both")) or (
+                self.model.config.tokens_always and mode != "off")
+            timings = {**verdict.ms, "first_token": 0.0, "total": 0.0}
+            yield ChatUpdate(verdict, "", mode, conditioned, timings=dict(timings))
+
+            messages = []
+            for user, assistant in list(history)[-MAX_HISTORY_TURNS:]:
+                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+            messages.append({"role": "user", "content": prompt})
+            prepared = self.prepare(image)
+            built = self.model.build_inputs(
+                prepared.features if image is not None else None, messages,
+                reader_text=prepared.reader_text or None,
+                hint=verdict.decision.hint if use_hint else None,
+                safety_tokens=use_tokens,
+            )
+            text = ""
+            # An allowed input gets exactly the base model's answer: adapters act only
+            # on inputs the policy flags.
+            for chunk in self.model.generate_stream(built, settings, stop_event, use_adapter=conditioned):
+                if not chunk:
+                    continue
+                if not text:
+                    timings["first_token"] = (time.perf_counter() - t_start) * 1000
+                text += chunk
+                yield ChatUpdate(verdict, text, mode, conditioned, timings=dict(timings))
+            timings["total"] = (time.perf_counter() - t_start) * 1000
+            timings["generate"] = (time.perf_counter() - t_verdict) * 1000
+            yield ChatUpdate(verdict, text.strip(), mode, conditioned, done=True, timings=timings)
+
+    def chat(self, image, prompt: str, **kwargs) -> ChatUpdate:
+        """A whole turn, not streamed: the last update."""
+        last = None
+        for last in self.stream(image, prompt, **kwargs):
+            pass
+        return last
+
+    def _load(self, image) -> LoadedImage | None:
+        if image is None or isinstance(image, LoadedImage):
+            return image
+        return load_image(image)
