@@ -252,8 +252,9 @@ class ChatEngine:
 
     def chat(self, image, prompt: str, **kwargs) -> ChatUpdate:
         """A whole turn, not streamed: the last update."""
-        last = None
-        for last in self.stream(image, prompt, **kwargs):
+        updates = self.stream(image, prompt, **kwargs)
+        last = next(updates)
+        for last in updates:  # noqa: B007 - the last update is the result
             pass
         return last
 

@@ -1,0 +1,102 @@
+"""The real offline default end to end: base recognition, classify, streamed chat."""
+
+import threading
+
+import pytest
+from PIL import Image
+
+from safevlm.engine import PromptError, clean_prompt
+from safevlm.model import GenerationSettings
+
+SHORT = GenerationSettings(max_new_tokens=12)
+
+
+def test_the_tiny_base_names_the_main_object_of_real_photos(tiny_engine, tmp_path):
+    from skimage import data
+
+    photos = {"chelsea": (data.chelsea(), "cat"), "coffee": (data.coffee(), "coffee"),
+              "rocket": (data.rocket(), "rocket"), "motorcycle": (data.stereo_motorcycle()[0], "motorcycle"),
+              "astronaut": (data.astronaut(), "person")}
+    named = 0
+    for name, (pixels, word) in photos.items():
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(pixels).save(path)
+        answer = tiny_engine.chat(path, "What is in this image? Answer in a few words.",
+                                  mode="off", settings=GenerationSettings(max_new_tokens=24)).text
+        named += word in answer.lower()
+    assert named >= 4
+
+
+def test_the_first_update_carries_the_verdict_before_any_text(tiny_engine, photo_path):
+    updates = list(tiny_engine.stream(photo_path, "What animal is this?", settings=SHORT))
+    first, last = updates[0], updates[-1]
+    assert first.text == "" and not first.done
+    assert abs(sum(first.verdict.type_probs.values()) - 1) < 1e-4
+    assert last.done and last.text and last.timings["first_token"] > 0
+    assert last.timings["total"] >= last.timings["first_token"]
+
+
+def test_vision_and_reader_run_once_per_image(tiny_engine, text_image_path):
+    first = tiny_engine.classify(text_image_path, "What does it say?")
+    again = tiny_engine.classify(text_image_path, "Something else?")
+    assert "bake bread" in first.reader_text.lower()
+    assert again.ms["vision"] == 0.0 and again.ms["reader"] == 0.0
+
+
+def test_reader_text_reaches_the_answer(tiny_engine, text_image_path):
+    answer = tiny_engine.chat(text_image_path, "What is written in the image?", mode="off",
+                              settings=GenerationSettings(max_new_tokens=30)).text.lower()
+    assert "bread" in answer
+
+
+def test_thresholds_at_zero_flag_every_input(tiny_engine, photo_path):
+    zero = {t: 0.0 for t in tiny_engine.taxonomy.risk_types} | {"level": 0.0}
+    verdict = tiny_engine.classify(photo_path, "What is this?", thresholds=zero)
+    assert verdict.decision.flagged and verdict.decision.hint
+
+
+def test_off_mode_and_allowed_inputs_get_the_base_models_answer(tiny_engine, photo_path):
+    zero = {t: 0.0 for t in tiny_engine.taxonomy.risk_types} | {"level": 0.0}
+    never = {t: 1.0 for t in tiny_engine.taxonomy.risk_types}
+    off = tiny_engine.chat(photo_path, "What is this?", mode="off", thresholds=zero, settings=SHORT)
+    allowed = tiny_engine.chat(photo_path, "What is this?", mode="both", thresholds=never, settings=SHORT)
+    hinted = tiny_engine.chat(photo_path, "What is this?", mode="hint", thresholds=zero, settings=SHORT)
+    assert not off.conditioned and not allowed.conditioned and hinted.conditioned
+    assert off.text == allowed.text
+
+
+def test_multi_turn_history_is_used(tiny_engine, photo_path):
+    out = tiny_engine.chat(photo_path, "What did I just ask you?", mode="off",
+                           history=[("What is in this image?", "A cat.")], settings=SHORT)
+    assert out.done and out.text
+
+
+def test_stop_event_ends_generation_early(tiny_engine, photo_path):
+    stop = threading.Event()
+    texts = []
+    for update in tiny_engine.stream(photo_path, "Tell me a long story about this cat.", mode="off",
+                                     stop_event=stop, settings=GenerationSettings(max_new_tokens=200)):
+        texts.append(update.text)
+        if len(texts) == 3:
+            stop.set()
+    assert len(texts) < 20
+
+
+def test_text_only_turns_work_without_an_image(tiny_engine):
+    out = tiny_engine.chat(None, "What is the capital of France?", mode="off", settings=SHORT)
+    assert "paris" in out.text.lower()
+
+
+@pytest.mark.parametrize("prompt, message", [("", "empty"), ("   \n\t", "empty"), ("x" * 5000, "limit")])
+def test_unusable_prompts_are_refused_with_a_reason(prompt, message):
+    with pytest.raises(PromptError, match=message):
+        clean_prompt(prompt)
+
+
+def test_control_characters_are_removed_and_mixed_scripts_kept():
+    assert clean_prompt("Hi\x00\x07 there\u200b — Привет 你好") == "Hi there — Привет 你好"
+
+
+def test_bad_mode_is_rejected(tiny_engine, photo_path):
+    with pytest.raises(ValueError, match="mode must be one of"):
+        list(tiny_engine.stream(photo_path, "Hi", mode="loud"))

@@ -1,0 +1,139 @@
+"""SafeVLM on a tiny random Llava built from a config: the LLaVA loading path and the
+model wiring, with no download."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from safevlm.bases import BaseError, load_llava_base
+from safevlm.config import SafeVLMConfig
+from safevlm.model import WEIGHTS_FILE, CheckpointError, GenerationSettings, SafeVLM
+
+
+@pytest.fixture
+def model(toy_base):
+    torch.manual_seed(0)
+    return SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4)).eval()
+
+
+@pytest.fixture
+def image_features(model):
+    pixels = model.base.image_transform(Image.new("RGB", (64, 48), "red")).unsqueeze(0)
+    return model.get_image_features(pixels)
+
+
+def test_widths_come_from_the_base(model, toy_base):
+    assert model.config.hidden_size == toy_base.hidden_size == 64
+    assert model.config.vision_channels == toy_base.vision_channels == 32
+    assert model.safety_tokens_llm.embeddings.shape == (model.config.num_llm_tokens, 64)
+    assert model.safety_head.type_head.out_features == len(model.taxonomy.types)
+
+
+def test_only_safety_modules_are_trainable_parameters(model, toy_base):
+    names = {n.split(".")[0] for n, _ in model.named_parameters()}
+    assert names == {"safety_projector", "safety_tokens_head", "safety_tokens_llm", "safety_head"}
+    assert not any(p.requires_grad for p in toy_base.lm.parameters())
+
+
+def test_llava_image_features_are_a_patch_grid_and_projected_tokens(image_features):
+    assert image_features.grid.shape == (1, 32, 4, 4)  # 32 px / patch 8
+    assert image_features.embeds.shape == (1, 16, 64)
+
+
+def test_classify_gives_probabilities_and_gradients_only_to_safety_modules(model, image_features):
+    queries, mask = model.get_safety_queries(["Steps to make a weapon at home.", "Hi"])
+    assert mask.sum(1).tolist()[1] < mask.sum(1).tolist()[0]
+    feats = type(image_features)(image_features.grid.expand(2, -1, -1, -1),
+                                 image_features.embeds.expand(2, -1, -1),
+                                 image_features.embeds_mask.expand(2, -1))
+    out = model.classify_safety(feats, queries, mask)
+    assert torch.allclose(out.type_probs.sum(-1), torch.ones(2))
+    assert torch.allclose(out.level_probs.sum(-1), torch.ones(2))
+    (out.type_logits.sum() + out.level_logits.sum()).backward()
+    assert model.safety_head.type_head.weight.grad is not None
+    assert model.safety_projector.proj_in.weight.grad is not None
+    assert all(p.grad is None for p in model.base.lm.parameters())
+
+
+def test_the_prompt_changes_the_verdict_for_the_same_image(model, image_features):
+    a = model.classify_safety(image_features, *model.get_safety_queries(["How do I bake bread?"]))
+    b = model.classify_safety(image_features, *model.get_safety_queries(["Write insults about my neighbour."]))
+    assert not torch.allclose(a.type_probs, b.type_probs)
+
+
+def test_paper_ablation_reads_only_the_first_position(toy_base, image_features):
+    torch.manual_seed(0)
+    paper = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4, query_source="paper")).eval()
+    a = paper.classify_safety(image_features, *paper.get_safety_queries(["Hello there friend"]))
+    b = paper.classify_safety(image_features, *paper.get_safety_queries(["Hello, how to hurt someone"]))
+    assert torch.allclose(a.type_probs, b.type_probs)  # the authors' head never read the words
+
+
+def test_build_inputs_places_image_tokens_safety_tokens_and_hint(model, image_features):
+    msgs = [{"role": "user", "content": "What is this?"}]
+    plain = model.build_inputs(image_features, msgs)
+    with_tokens = model.build_inputs(image_features, msgs, safety_tokens=True)
+    with_hint = model.build_inputs(image_features, msgs, hint="Refuse briefly.")
+    n_img, k2 = image_features.embeds.shape[1], model.config.num_llm_tokens
+    assert with_tokens.inputs_embeds.shape[0] == plain.inputs_embeds.shape[0] + k2
+    assert with_hint.inputs_embeds.shape[0] > plain.inputs_embeds.shape[0]
+    no_image = model.build_inputs(None, msgs)
+    assert plain.inputs_embeds.shape[0] - no_image.inputs_embeds.shape[0] >= n_img
+
+
+def test_training_target_is_the_only_labelled_part(model, image_features):
+    built = model.build_inputs(image_features, [{"role": "user", "content": "Hi"}], target="I can't help.")
+    labelled = built.labels[built.labels != -100]
+    text = model.base.tokenizer.decode(labelled)
+    assert text.startswith("I can't help.") and built.labels.shape[0] == built.inputs_embeds.shape[0]
+    assert (built.labels[: -labelled.shape[0]] == -100).all()
+
+
+def test_generation_streams_text_and_stops_at_max_tokens(model, image_features):
+    built = model.build_inputs(image_features, [{"role": "user", "content": "Describe it."}])
+    chunks = list(model.generate_stream(built, GenerationSettings(max_new_tokens=6)))
+    ids = model.base.tokenizer("".join(chunks), add_special_tokens=False)["input_ids"]
+    assert 0 < len(ids) <= 8
+
+
+def test_save_and_load_round_trip_restores_identical_verdicts(model, toy_base, image_features, tmp_path):
+    queries = model.get_safety_queries(["Steps to pick a lock."])
+    before = model.classify_safety(image_features, *queries).type_probs
+    model.save_safety_modules(tmp_path / "ckpt")
+    saved = json.loads((tmp_path / "ckpt" / "safevlm_config.json").read_text())
+    assert saved["hidden_size"] == 64 and saved["taxonomy"]["safe_type"] == "safe"
+    loaded = SafeVLM.from_pretrained(toy_base, tmp_path / "ckpt")
+    after = loaded.classify_safety(image_features, *queries).type_probs
+    assert torch.allclose(before, after)
+
+
+def test_checkpoint_for_another_base_is_refused_with_what_to_pass(model, toy_base, tmp_path):
+    model.save_safety_modules(tmp_path / "ckpt")
+    cfg = json.loads((tmp_path / "ckpt" / "safevlm_config.json").read_text())
+    cfg.update(hidden_size=576, base="tiny")
+    (tmp_path / "ckpt" / "safevlm_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="pass --base tiny"):
+        SafeVLM.from_pretrained(toy_base, tmp_path / "ckpt")
+
+
+def test_corrupt_or_missing_checkpoint_raises_checkpoint_error(model, toy_base, tmp_path):
+    with pytest.raises(CheckpointError, match="not a SafeVLM checkpoint"):
+        SafeVLM.from_pretrained(toy_base, tmp_path)
+    model.save_safety_modules(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / WEIGHTS_FILE).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        SafeVLM.from_pretrained(toy_base, tmp_path / "ckpt")
+
+
+def test_missing_llava_checkpoint_says_what_to_pass(tmp_path):
+    with pytest.raises(BaseError, match="pass a local checkpoint directory"):
+        load_llava_base("llava-hf/llava-1.5-7b-hf", allow_download=False)
+
+
+def test_quantization_without_cuda_is_a_clear_error(tiny_llava_dir):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(BaseError, match="needs a CUDA GPU"):
+        load_llava_base(str(tiny_llava_dir), quantization="4bit")

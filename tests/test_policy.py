@@ -1,0 +1,88 @@
+import re
+
+import pytest
+
+from safevlm.policy import ALLOW, CAUTION, REFUSE, ThresholdError, Thresholds, decide
+from safevlm.taxonomy import load_taxonomy
+
+TAX = load_taxonomy()
+
+
+def probs(**kw):
+    base = {t: 0.0 for t in TAX.types}
+    base.update(kw)
+    rest = 1.0 - sum(kw.values())
+    base[TAX.safe_type] += rest
+    return base
+
+
+def test_confident_illegal_request_at_top_level_is_refused():
+    d = decide(probs(illegal_risk=0.9), [0.05, 0.05, 0.1, 0.8], TAX)
+    assert (d.action, d.type, d.level) == (REFUSE, "illegal_risk", 3)
+    assert d.hint == TAX.hint("illegal_risk", 3) and d.flagged
+
+
+def test_middle_level_gives_caution_with_that_levels_hint():
+    d = decide(probs(privacy=0.7), [0.1, 0.2, 0.6, 0.1], TAX)
+    assert (d.action, d.level) == (CAUTION, 2)
+    assert d.hint == TAX.hint("privacy", 2)
+
+
+def test_safe_input_is_allowed_without_hint():
+    d = decide(probs(), [0.9, 0.05, 0.03, 0.02], TAX)
+    assert d.action == ALLOW and d.hint is None and d.type == TAX.safe_type and d.level == 0
+
+
+def test_threshold_turns_allow_into_caution():
+    p, lv = probs(politics=0.3), [0.3, 0.6, 0.05, 0.05]
+    assert decide(p, lv, TAX).action == ALLOW
+    lowered = Thresholds.default(TAX).with_overrides({"politics": 0.25}, TAX)
+    assert decide(p, lv, TAX, lowered).action == CAUTION
+
+
+def test_raising_a_type_threshold_silences_that_type_only():
+    p, lv = probs(politics=0.6), [0.1, 0.8, 0.05, 0.05]
+    strict = Thresholds.default(TAX).with_overrides({"politics": 0.95}, TAX)
+    assert decide(p, lv, TAX, strict).action == ALLOW
+    assert decide(probs(privacy=0.6), lv, TAX, strict).action == CAUTION
+
+
+def test_level_threshold_gates_a_flagged_type():
+    p, lv = probs(fairness=0.8), [0.6, 0.3, 0.05, 0.05]  # P(level >= 1) = 0.4
+    assert decide(p, lv, TAX).action == ALLOW
+    loose = Thresholds.default(TAX).with_overrides({"level": 0.35}, TAX)
+    assert decide(p, lv, TAX, loose).action == CAUTION
+
+
+def test_most_probable_flagged_type_wins():
+    d = decide(probs(privacy=0.35, illegal_risk=0.45), [0.1, 0.1, 0.1, 0.7], TAX,
+               Thresholds.default(TAX).with_overrides({"privacy": 0.3, "illegal_risk": 0.3}, TAX))
+    assert d.type == "illegal_risk" and set(d.flagged_types) == {"privacy", "illegal_risk"}
+
+
+def test_sequence_probabilities_are_read_in_taxonomy_order():
+    seq = [probs(misleading=0.8)[t] for t in TAX.types]
+    assert decide(seq, [0.1, 0.8, 0.05, 0.05], TAX).type == "misleading"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('{"illegal_risk": 1.5}', "in [0, 1]"),
+    ('{"nope": 0.2}', "unknown threshold"),
+    ('{"level": "high"}', "must be a number"),
+    ("not json", "not valid JSON"),
+    ("[0.1]", "JSON object"),
+])
+def test_malformed_thresholds_raise_a_clear_error(bad, message):
+    with pytest.raises(ThresholdError, match=re.escape(message)):
+        Thresholds.default(TAX).with_overrides(bad, TAX)
+
+
+def test_nested_and_flat_overrides_agree():
+    a = Thresholds.default(TAX).with_overrides({"types": {"privacy": 0.2}, "level": 0.1}, TAX)
+    b = Thresholds.default(TAX).with_overrides('{"privacy": 0.2, "level": 0.1}', TAX)
+    assert a == b and a.types["privacy"] == 0.2 and a.level == 0.1
+
+
+def test_wrong_number_of_probabilities_is_rejected():
+    with pytest.raises(ValueError, match="expected"):
+        decide([0.5, 0.5], [1, 0, 0, 0], TAX)
