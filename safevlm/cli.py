@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     from safevlm.bases import BaseError
     from safevlm.images import ImageError
     from safevlm.model import CheckpointError

@@ -299,7 +299,8 @@ class SafeVLM(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         config = self.config.override(base=self.base.name)
         config.to_json(directory / CONFIG_FILE)
-        state = {k: v.detach().float().cpu().contiguous() for k, v in self.state_dict().items()}
+        # fp16 on disk halves the shipped size; loading casts back to the modules' dtype.
+        state = {k: v.detach().half().cpu().contiguous() for k, v in self.state_dict().items()}
         meta = {"base_id": self.base.id, **{k: str(v) for k, v in (metadata or {}).items()}}
         save_file(state, str(directory / WEIGHTS_FILE), metadata=meta)
         return directory
@@ -322,7 +323,7 @@ class SafeVLM(nn.Module):
         except Exception as e:  # safetensors raises its own error types for corrupt files
             raise CheckpointError(f"{weights_path}: corrupt or unreadable weights ({e})") from None
         try:
-            model.load_state_dict({k: v.to(model.device) for k, v in state.items()})
+            model.load_state_dict({k: v.to(model.device, torch.float32) for k, v in state.items()})
         except RuntimeError as e:
             raise CheckpointError(
                 f"{weights_path} does not fit the modules built from its config: {str(e)[:300]}"

@@ -17,9 +17,12 @@ class SafetyProjector(nn.Module):
     def __init__(self, in_channels: int, hidden_size: int, width: int, grid: int):
         super().__init__()
         self.proj_in = nn.Conv2d(in_channels, width, kernel_size=1)
+        # Depthwise-separable residual blocks: the abstractor's locality at a fraction of
+        # the weights of full 3x3 convolutions (the shipped checkpoint stays a few MB).
         self.blocks = nn.ModuleList(
             nn.Sequential(
-                nn.Conv2d(width, width, kernel_size=3, padding=1, groups=1),
+                nn.Conv2d(width, width, kernel_size=3, padding=1, groups=width),
+                nn.Conv2d(width, width, kernel_size=1),
                 nn.GroupNorm(1, width),
                 nn.GELU(),
             )

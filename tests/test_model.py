@@ -106,7 +106,7 @@ def test_save_and_load_round_trip_restores_identical_verdicts(model, toy_base, i
     assert saved["hidden_size"] == 64 and saved["taxonomy"]["safe_type"] == "safe"
     loaded = SafeVLM.from_pretrained(toy_base, tmp_path / "ckpt")
     after = loaded.classify_safety(image_features, *queries).type_probs
-    assert torch.allclose(before, after)
+    assert torch.allclose(before, after, atol=2e-3)  # weights are stored in fp16
 
 
 def test_checkpoint_for_another_base_is_refused_with_what_to_pass(model, toy_base, tmp_path):

@@ -1,0 +1,143 @@
+"""Frozen-base work done once per dataset: vision grids and reader text per image, the
+safety head's query features per text. Every stage and the eval reuse the cache, so the
+head trains without running the vision tower, OCR or the LLM again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from safevlm.data.schema import Record
+from safevlm.images import load_image
+from safevlm.model import ImageFeatures, SafeVLM
+from safevlm.reader import Reader
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    record: Record
+    image_key: str
+    grid: torch.Tensor  # (C, h, w)
+    reader_text: str
+    query: torch.Tensor  # (T, D) valid positions only
+    type_index: int
+    level: int
+
+
+class FeatureCache:
+    """Image grids + reader text keyed by image sha256; queries keyed by query text."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self.images: dict[str, dict] = {}
+        self.queries: dict[str, torch.Tensor] = {}
+        if path and path.exists():
+            data = torch.load(path, weights_only=False)
+            self.images, self.queries = data["images"], data["queries"]
+            log.info("feature cache %s: %d images, %d texts", path, len(self.images), len(self.queries))
+
+    def save(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"images": self.images, "queries": self.queries}, self.path)
+
+
+def build_examples(model: SafeVLM, records: list[Record], cache: FeatureCache,
+                   reader: Reader | None, batch_size: int = 32, desc: str = "features") -> list[Example]:
+    """Examples with every frozen feature filled in, computing only what the cache lacks."""
+    keys = []
+    todo: dict[str, object] = {}
+    for r in records:
+        loaded = load_image(r.image_path)
+        keys.append(loaded.sha256)
+        if loaded.sha256 not in cache.images and loaded.sha256 not in todo:
+            todo[loaded.sha256] = loaded
+    items = list(todo.items())
+    for start in tqdm(range(0, len(items), batch_size), desc=f"{desc}: images", disable=not items):
+        chunk = items[start : start + batch_size]
+        pixels = torch.stack([model.base.image_transform(img.image) for _, img in chunk])
+        grids = model.get_image_features(pixels).grid.half()
+        for (key, img), grid in zip(chunk, grids, strict=True):
+            text = reader.read(img.image) if reader else ""
+            cache.images[key] = {"grid": grid.clone(), "reader_text": text}
+    texts = {model.safety_query_text(r.prompt, cache.images[k]["reader_text"]) for r, k in zip(records, keys, strict=True)}
+    missing = sorted(t for t in texts if t not in cache.queries)
+    for start in tqdm(range(0, len(missing), batch_size), desc=f"{desc}: queries", disable=not missing):
+        chunk = missing[start : start + batch_size]
+        queries, mask = model.get_safety_queries(chunk)
+        for text, q, m in zip(chunk, queries, mask, strict=True):
+            cache.queries[text] = q[m].half().clone()
+    if todo or missing:
+        cache.save()
+    tax = model.taxonomy
+    out = []
+    for r, key in zip(records, keys, strict=True):
+        entry = cache.images[key]
+        text = model.safety_query_text(r.prompt, entry["reader_text"])
+        out.append(Example(r, key, entry["grid"], entry["reader_text"], cache.queries[text],
+                           tax.type_index(r.type), r.level))
+    return out
+
+
+def collate_head(examples: list[Example]) -> dict:
+    """A batch for the safety head: padded queries with their mask, grids, labels."""
+    n = max(e.query.shape[0] for e in examples)
+    dim = examples[0].query.shape[1]
+    queries = torch.zeros(len(examples), max(n, 1), dim)
+    mask = torch.zeros(len(examples), max(n, 1), dtype=torch.bool)
+    for i, e in enumerate(examples):
+        queries[i, : e.query.shape[0]] = e.query.float()
+        mask[i, : e.query.shape[0]] = True
+    grid = torch.stack([e.grid.float() for e in examples])
+    return {
+        "queries": queries, "mask": mask, "grid": grid,
+        "type": torch.tensor([e.type_index for e in examples]),
+        "level": torch.tensor([e.level for e in examples]),
+    }
+
+
+def image_features(model: SafeVLM, grid: torch.Tensor) -> ImageFeatures:
+    """Base projector over a cached grid (cheap) to get the LLM's image tokens."""
+    with torch.no_grad():
+        embeds, mask = model.base.projector(grid.to(model.base.device, model.base.dtype))
+    return ImageFeatures(grid.float(), embeds, mask)
+
+
+def collate_lm(model: SafeVLM, examples: list[Example], conditioning: list[dict]) -> dict:
+    """A batch for the LM loss: each example's LLM input (image tokens, reader text, and the
+    conditioning given for it: {"hint": str|None, "tokens": bool}) with its target answer,
+    right-padded. Labels mark only the answers."""
+    built = []
+    for e, cond in zip(examples, conditioning, strict=True):
+        feats = image_features(model, e.grid.unsqueeze(0))
+        built.append(model.build_inputs(
+            feats, [{"role": "user", "content": e.record.prompt}], reader_text=e.reader_text or None,
+            hint=cond.get("hint"), safety_tokens=cond.get("tokens", False), target=e.record.response,
+        ))
+    n = max(b.inputs_embeds.shape[0] for b in built)
+    dim = built[0].inputs_embeds.shape[1]
+    embeds = torch.zeros(len(built), n, dim, dtype=built[0].inputs_embeds.dtype)
+    labels = torch.full((len(built), n), -100, dtype=torch.long)
+    mask = torch.zeros(len(built), n, dtype=torch.long)
+    for i, b in enumerate(built):
+        t = b.inputs_embeds.shape[0]
+        embeds[i, :t], labels[i, :t], mask[i, :t] = b.inputs_embeds, b.labels, 1
+    return {"inputs_embeds": embeds, "labels": labels, "attention_mask": mask}
+
+
+def lm_loss(model: SafeVLM, batch: dict) -> torch.Tensor:
+    """Next-token loss on the answers; bf16 autocast on CPU halves the step time."""
+    device = model.base.device
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cpu" else torch.autocast(device.type)
+    with ctx:
+        out = model.base.lm(inputs_embeds=batch["inputs_embeds"].to(device),
+                            attention_mask=batch["attention_mask"].to(device),
+                            labels=batch["labels"].to(device), use_cache=False)
+    return out.loss.float()

@@ -1,0 +1,150 @@
+"""Stage 1 `safety`: the base stays frozen; train the safety projector, both safety token
+sets and the safety head. Loss (paper): LM loss + weight x (CE type + CE level).
+
+The head's inputs never pass through set 2 and the LM loss never passes through the head,
+so the joint loss splits exactly: phase A fits projector, set 1 and head with the weighted
+CE on cached features (seconds per epoch); phase B fits set 2 with the LM loss on flagged
+examples in `tokens` mode (the only place set 2 acts).
+
+    python -m train.stage1_safety --data data/gen --out runs/stage1 [--smoke]
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from safevlm.bases import load_base
+from safevlm.config import SafeVLMConfig
+from safevlm.data.schema import read_jsonl
+from safevlm.model import SafeVLM
+from safevlm.reader import Reader
+from train.features import FeatureCache, build_examples, collate_head, collate_lm, lm_loss
+from train.loop import TrainConfig, base_parser, config_from_args, seed_everything, train
+
+log = logging.getLogger(__name__)
+
+HEAD_DEFAULTS = TrainConfig(epochs=12, lr=1e-3, batch_size=32, warmup_steps=20)
+TOKEN_DEFAULTS = TrainConfig(epochs=1, lr=5e-3, batch_size=8, warmup_steps=5, max_steps=40)
+
+
+def load_split(data: Path, split: str, taxonomy, limit: int = 0, seed: int = 0):
+    records = read_jsonl(data / f"{split}.jsonl", taxonomy)
+    if limit and len(records) > limit:
+        records = random.Random(seed).sample(records, limit)
+    return records
+
+
+def feature_cache(data: Path, model: SafeVLM) -> FeatureCache:
+    cfg = model.config
+    return FeatureCache(data / f"features-{model.base.name}-{cfg.query_source}-{cfg.query_layer}.pt")
+
+
+def shuffled_batches(examples, batch_size: int, seed: int, collate):
+    def batches(epoch: int):
+        order = list(range(len(examples)))
+        random.Random(seed * 1000 + epoch).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            yield collate([examples[i] for i in order[start : start + batch_size]])
+
+    return batches
+
+
+def head_loss(model: SafeVLM, weight: float, label_smoothing: float = 0.05):
+    from safevlm.model import ImageFeatures
+
+    def loss_fn(batch: dict) -> dict:
+        out = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
+        ce_type = F.cross_entropy(out.type_logits, batch["type"].to(model.device), label_smoothing=label_smoothing)
+        ce_level = F.cross_entropy(out.level_logits, batch["level"].to(model.device), label_smoothing=label_smoothing)
+        return {"loss": weight * (ce_type + ce_level), "ce_type": ce_type.detach(), "ce_level": ce_level.detach()}
+
+    return loss_fn
+
+
+@torch.no_grad()
+def head_accuracy(model: SafeVLM, examples) -> dict:
+    """Quick validation numbers for the metrics file (the full report is `safevlm eval`)."""
+    from safevlm.model import ImageFeatures
+
+    if not examples:
+        return {}
+    model.eval()
+    safe = model.taxonomy.safe_index
+    hits_type = hits_level = flagged_right = 0
+    for start in range(0, len(examples), 64):
+        batch = collate_head(examples[start : start + 64])
+        out = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
+        pred_type, pred_level = out.type_logits.argmax(-1).cpu(), out.level_logits.argmax(-1).cpu()
+        hits_type += int((pred_type == batch["type"]).sum())
+        hits_level += int((pred_level == batch["level"]).sum())
+        flagged_right += int(((pred_type != safe) == (batch["type"] != safe)).sum())
+    n = len(examples)
+    return {"val_type_accuracy": hits_type / n, "val_level_accuracy": hits_level / n,
+            "val_risky_vs_safe_accuracy": flagged_right / n, "val_examples": n}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = base_parser("Stage 1: safety modules on a frozen base.")
+    p.add_argument("--weight", type=float, default=None, help="safety loss weight (paper: 10)")
+    p.add_argument("--query-source", choices=["hidden", "embeddings", "paper"], default=None)
+    p.add_argument("--token-steps", type=int, default=None, help="phase B steps (0 skips set 2)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    seed_everything(args.seed)
+    data, out = Path(args.data), Path(args.out)
+
+    base = load_base(args.base)
+    if args.init:
+        model = SafeVLM.from_pretrained(base, args.init, load_adapter=False)
+    else:
+        cfg = SafeVLMConfig(base=base.name)
+        if args.query_source:
+            cfg = cfg.override(query_source=args.query_source)
+        model = SafeVLM(base, cfg)
+    weight = args.weight if args.weight is not None else model.config.safety_loss_weight
+    limit = 24 if args.smoke else args.limit
+    reader = Reader() if model.config.use_reader and base.use_reader else None
+    cache = feature_cache(data, model)
+    train_ex = build_examples(model, load_split(data, "train", model.taxonomy, limit, args.seed), cache, reader,
+                              desc="train")
+    val_ex = build_examples(model, load_split(data, "val", model.taxonomy, 8 if args.smoke else 0), cache,
+                            reader, desc="val")
+
+    # Phase A: projector, safety tokens set 1 and head, on cached features.
+    model.safety_tokens_llm.requires_grad_(False)
+    head_cfg = config_from_args(args, HEAD_DEFAULTS)
+    result_a = train(model, shuffled_batches(train_ex, head_cfg.batch_size, args.seed, collate_head),
+                     head_loss(model, weight), head_cfg, out / "head", len(train_ex), "stage1-head",
+                     resume=args.resume)
+    val = head_accuracy(model, val_ex)
+    log.info("stage 1 head: %s", val)
+
+    # Phase B: safety tokens set 2 with the LM loss, on flagged examples in `tokens` mode.
+    model.requires_grad_(False)
+    model.safety_tokens_llm.requires_grad_(True)
+    risky = [e for e in train_ex if e.type_index != model.taxonomy.safe_index]
+    token_cfg = config_from_args(args, TOKEN_DEFAULTS)
+    token_cfg.max_steps = 2 if args.smoke else (args.token_steps if args.token_steps is not None
+                                               else TOKEN_DEFAULTS.max_steps)
+    if risky and token_cfg.max_steps > 0:
+        def collate_tokens(examples):
+            return collate_lm(model, examples, [{"tokens": True}] * len(examples))
+
+        train(model, shuffled_batches(risky, token_cfg.batch_size, args.seed, collate_tokens),
+              lambda b: {"loss": lm_loss(model, b)}, token_cfg, out / "tokens", len(risky),
+              "stage1-tokens", resume=args.resume)
+    model.save_safety_modules(out, metadata={"stage": "stage1", **{k: round(v, 4) for k, v in val.items()}})
+    (out / "stage1.json").write_text(__import__("json").dumps({
+        "train_examples": len(train_ex), "val": val, "head_seconds": round(result_a.seconds, 1),
+        "weight": weight, "base": base.id}, indent=2) + "\n")
+    log.info("saved stage 1 checkpoint to %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

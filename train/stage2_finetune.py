@@ -1,0 +1,107 @@
+"""Stage 2 `finetune`: safety modules frozen; LoRA (peft) on the LLM's linear layers,
+trained with the LM loss on risky and clean data (paper: r=256, alpha=16, dropout 0.05 on
+7B; scaled down for the tiny base).
+
+Risky examples are conditioned the way inference conditions flagged inputs (the hint for
+their type and level, safety tokens set 2, or both, drawn per example) and target the
+project's refusal or cautious answer; clean examples carry their helpful answer. At
+inference the adapter acts only on flagged inputs, so allowed inputs keep the base answer.
+
+    python -m train.stage2_finetune --init runs/stage1 --data data/gen --out runs/stage2 [--smoke]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from pathlib import Path
+
+from safevlm.bases import load_base
+from safevlm.model import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE, SafeVLM
+from safevlm.reader import Reader
+from train.features import build_examples, collate_lm, lm_loss
+from train.loop import TrainConfig, base_parser, config_from_args, seed_everything, train
+from train.stage1_safety import feature_cache, load_split, shuffled_batches
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = TrainConfig(epochs=1, lr=3e-4, batch_size=8, warmup_steps=10, max_steps=150)
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+CONDITIONINGS = ({"hint": True, "tokens": False}, {"hint": False, "tokens": True}, {"hint": True, "tokens": True})
+
+
+def conditioning_for(example, taxonomy, rng: random.Random) -> dict:
+    """How inference would condition this example if the head flagged it correctly."""
+    if example.type_index == taxonomy.safe_index:
+        return {}
+    mode = rng.choice(CONDITIONINGS)
+    hint = taxonomy.hint(example.record.type, example.record.level) if mode["hint"] else None
+    return {"hint": hint, "tokens": mode["tokens"]}
+
+
+def half_precision(path: Path) -> None:
+    """Store the adapter in fp16 (peft casts it back on load): half the shipped size."""
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: v.half().contiguous() for k, v in load_file(str(path)).items()}, str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = base_parser("Stage 2: LoRA fine-tuning with the safety modules frozen.")
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--alpha", type=int, default=16)
+    p.add_argument("--dropout", type=float, default=0.05)
+    p.add_argument("--clean-fraction", type=float, default=0.35,
+                   help="share of clean examples in the stage 2 mix")
+    args = p.parse_args(argv)
+    if not args.init:
+        p.error("--init (a stage 1 checkpoint) is required")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    seed_everything(args.seed)
+    from peft import LoraConfig, get_peft_model
+
+    data, out, init = Path(args.data), Path(args.out), Path(args.init)
+    base = load_base(args.base)
+    model = SafeVLM.from_pretrained(base, init, load_adapter=False)
+    model.requires_grad_(False)
+    reader = Reader() if model.config.use_reader and base.use_reader else None
+    limit = 16 if args.smoke else args.limit
+    examples = build_examples(model, load_split(data, "train", model.taxonomy, limit, args.seed),
+                              feature_cache(data, model), reader, desc="train")
+    rng = random.Random(args.seed)
+    risky = [e for e in examples if e.type_index != model.taxonomy.safe_index]
+    clean = [e for e in examples if e.type_index == model.taxonomy.safe_index]
+    n_clean = min(len(clean), int(len(risky) * args.clean_fraction / max(1e-6, 1 - args.clean_fraction)))
+    mix = risky + rng.sample(clean, n_clean)
+    conditioning = {id(e): conditioning_for(e, model.taxonomy, rng) for e in mix}
+
+    base.lm = get_peft_model(base.lm, LoraConfig(
+        r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout,
+        target_modules=LORA_TARGETS, task_type="CAUSAL_LM",
+    ))
+    cfg = config_from_args(args, DEFAULTS)
+
+    def collate(batch):
+        return collate_lm(model, batch, [conditioning[id(e)] for e in batch])
+
+    result = train(base.lm, shuffled_batches(mix, cfg.batch_size, args.seed, collate),
+                   lambda b: {"loss": lm_loss(model, b)}, cfg, out / "lora", len(mix), "stage2-lora",
+                   resume=args.resume)
+    out.mkdir(parents=True, exist_ok=True)
+    base.lm.save_pretrained(str(out / ADAPTER_DIR))
+    half_precision(out / ADAPTER_DIR / "adapter_model.safetensors")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        shutil.copy(init / name, out / name)
+    (out / "stage2.json").write_text(json.dumps({
+        "examples": len(mix), "risky": len(risky), "clean": n_clean, "steps": result.steps,
+        "seconds": round(result.seconds, 1), "final_loss": result.losses[-1],
+        "lora": {"r": args.rank, "alpha": args.alpha, "dropout": args.dropout, "targets": LORA_TARGETS},
+        "base": base.id}, indent=2) + "\n")
+    log.info("saved stage 2 checkpoint (safety modules + adapter) to %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
