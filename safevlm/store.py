@@ -208,7 +208,9 @@ def _to_json(value: Any, name: str) -> str | None:
     try:
         return json.dumps(value, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as error:
-        raise StoreError(f"{name} must be plain JSON values (dict/list/str/number): {error}") from None
+        raise StoreError(
+            f"{name} must be plain JSON values (dict/list/str/number): {error}"
+        ) from None
 
 
 def _is_int(value: Any) -> bool:
@@ -241,7 +243,9 @@ class Store:
         busy_timeout: float = 5.0,
     ) -> None:
         self.path = Path(path)
-        self.images_dir = Path(images_dir) if images_dir is not None else self.path.parent / "images"
+        self.images_dir = (
+            Path(images_dir) if images_dir is not None else self.path.parent / "images"
+        )
         self.enabled = enabled
         self.read_only = read_only
         self.busy_timeout = busy_timeout
@@ -263,7 +267,9 @@ class Store:
     def _connect(self) -> Database:
         if self.read_only:
             if not self.path.is_file():
-                raise StoreError(f"no database at {self.path}; check the path (read-only viewers never create one)")
+                raise StoreError(
+                    f"no database at {self.path}; check the path (read-only viewers never create one)"
+                )
             uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
             target, is_uri = uri, True
         else:
@@ -338,7 +344,7 @@ class Store:
             conn = self._db.conn
             # IMMEDIATE takes the write lock up front: in WAL mode a deferred transaction
             # that read first fails with SQLITE_BUSY at its first write, without waiting.
-            conn.execute("BEGIN")
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
                 conn.execute("COMMIT")
@@ -408,7 +414,9 @@ class Store:
                     continue
                 migration(db)
                 db.execute(f"PRAGMA user_version = {number}")
-            logger.info("migrated %s to schema version %d (%s)", self.path, number, migration.__name__)
+            logger.info(
+                "migrated %s to schema version %d (%s)", self.path, number, migration.__name__
+            )
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -441,14 +449,18 @@ class Store:
             return
         with self._write("change session logging") as db:
             self._session_logging(db, session_id)
-            db.execute("UPDATE sessions SET logging = ? WHERE id = ?", [int(bool(logging)), session_id])
+            db.execute(
+                "UPDATE sessions SET logging = ? WHERE id = ?", [int(bool(logging)), session_id]
+            )
 
     def delete_session(self, session_id: str) -> int:
         """Delete a session with its turns, their feedback and labels, and the images no
         other turn uses (a user's "forget me"). Returns the number of turns deleted."""
         with self._write("delete a session") as db:
             self._session_logging(db, session_id)
-            turn_ids = [r[0] for r in db.execute("SELECT id FROM turns WHERE session_id = ?", [session_id])]
+            turn_ids = [
+                r[0] for r in db.execute("SELECT id FROM turns WHERE session_id = ?", [session_id])
+            ]
             count = self._delete_turns(db, turn_ids)
             db.execute("DELETE FROM sessions WHERE id = ?", [session_id])
         logger.info("deleted session %s and its %d turns", session_id, count)
@@ -500,7 +512,9 @@ class Store:
             try:
                 data = Path(data).read_bytes()
             except OSError as error:
-                raise StoreError(f"cannot read image file {data}: {error.strerror or error}") from None
+                raise StoreError(
+                    f"cannot read image file {data}: {error.strerror or error}"
+                ) from None
         if not isinstance(data, bytes | bytearray) or not data:
             raise StoreError("image data must be non-empty bytes or a path to an image file")
         data = bytes(data)
@@ -510,9 +524,16 @@ class Store:
                     width = opened.width if width is None else width
                     height = opened.height if height is None else height
                     format = format or opened.format
-            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+            except (
+                UnidentifiedImageError,
+                OSError,
+                ValueError,
+                Image.DecompressionBombError,
+            ) as error:
                 # Keep the bytes anyway: an unreadable upload is still evidence of the turn.
-                logger.warning("Pillow cannot read a %d-byte image (%s); storing it as-is", len(data), error)
+                logger.warning(
+                    "Pillow cannot read a %d-byte image (%s); storing it as-is", len(data), error
+                )
         format = (format or "bin").lower()
         format = "jpg" if format == "jpeg" else format
         if not _FORMAT_RE.match(format):
@@ -592,7 +613,8 @@ class Store:
         Nothing is written when the store is disabled or the session opted out of logging.
         Pass the image either as `image_hash` (already saved) or as `image` (bytes or a path:
         saved here, only if the turn is logged). `turn_index` counts from 0 per session.
-        `decision`, `type` and `level` may be None only for a turn with status 'error'.
+        `decision` and `mode` may be None only for a turn with status 'error' (the classify
+        step never ran); `type` and `level` may be None whenever the model gave none.
         """
         if not self.enabled:
             return None
@@ -653,8 +675,13 @@ class Store:
         return turn_id
 
     def _turn_exists(self, db: Database, turn_id: int) -> None:
-        if not _is_int(turn_id) or db.execute("SELECT 1 FROM turns WHERE id = ?", [turn_id]).fetchone() is None:
-            raise StoreError(f"no turn with id {turn_id!r} in {self.path}; it was never logged or was purged")
+        if (
+            not _is_int(turn_id)
+            or db.execute("SELECT 1 FROM turns WHERE id = ?", [turn_id]).fetchone() is None
+        ):
+            raise StoreError(
+                f"no turn with id {turn_id!r} in {self.path}; it was never logged or was purged"
+            )
 
     def add_feedback(self, turn_id: int, rating: int, comment: str = "") -> int:
         """Record a user's thumbs up (+1) or down (-1) on a turn; returns the feedback id."""
@@ -662,7 +689,12 @@ class Store:
             raise StoreError(f"rating must be +1 (thumbs up) or -1 (thumbs down); got {rating!r}")
         with self._write("add feedback") as db:
             self._turn_exists(db, turn_id)
-            record = {"turn_id": turn_id, "created": _now(), "rating": rating, "comment": comment or ""}
+            record = {
+                "turn_id": turn_id,
+                "created": _now(),
+                "rating": rating,
+                "comment": comment or "",
+            }
             return db["feedback"].insert(record).last_pk
 
     def annotate(
@@ -684,11 +716,17 @@ class Store:
         if not isinstance(annotator, str) or not annotator.strip():
             raise StoreError("annotator must be a non-empty name so labels can be traced")
         if decision_correct is not None and not isinstance(decision_correct, bool):
-            raise StoreError(f"decision_correct must be True, False or None; got {decision_correct!r}")
+            raise StoreError(
+                f"decision_correct must be True, False or None; got {decision_correct!r}"
+            )
         if true_level is not None and (not _is_int(true_level) or true_level < 0):
             raise StoreError(f"true_level must be an integer >= 0 or None; got {true_level!r}")
-        if response_rating is not None and (not _is_int(response_rating) or not 1 <= response_rating <= 5):
-            raise StoreError(f"response_rating must be an integer from 1 to 5 or None; got {response_rating!r}")
+        if response_rating is not None and (
+            not _is_int(response_rating) or not 1 <= response_rating <= 5
+        ):
+            raise StoreError(
+                f"response_rating must be an integer from 1 to 5 or None; got {response_rating!r}"
+            )
         if true_type is not None and (not isinstance(true_type, str) or not true_type):
             raise StoreError(f"true_type must be a type name or None; got {true_type!r}")
         record = {
@@ -733,7 +771,9 @@ class Store:
         if decision is not None:
             _choice(decision, DECISIONS, "decision")
         if not _is_int(limit) or limit < 1 or not _is_int(offset) or offset < 0:
-            raise StoreError(f"limit must be >= 1 and offset >= 0; got limit={limit!r}, offset={offset!r}")
+            raise StoreError(
+                f"limit must be >= 1 and offset >= 0; got limit={limit!r}, offset={offset!r}"
+            )
         where, params = [], []
         if decision is not None:
             where.append("turns.decision = ?")
@@ -760,7 +800,9 @@ class Store:
     def annotation_history(self, turn_id: int) -> list[dict[str, Any]]:
         """Every label ever saved for a turn, oldest first (disagreements stay visible)."""
         with self._read("read annotations") as db:
-            rows = list(db.query("SELECT * FROM annotations WHERE turn_id = ? ORDER BY id", [turn_id]))
+            rows = list(
+                db.query("SELECT * FROM annotations WHERE turn_id = ? ORDER BY id", [turn_id])
+            )
         for row in rows:
             if row["decision_correct"] is not None:
                 row["decision_correct"] = bool(row["decision_correct"])
@@ -796,7 +838,9 @@ class Store:
         for row in self._all_turns(labelled_only):
             labelled = row["annotation_id"] is not None
             wrong_without_fix = (
-                row["decision_correct"] == 0 and row["true_type"] is None and row["true_level"] is None
+                row["decision_correct"] == 0
+                and row["true_type"] is None
+                and row["true_level"] is None
             )
             low_rated = (
                 min_response_rating is not None
@@ -821,11 +865,15 @@ class Store:
         lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         self._write_text_atomically(Path(path), lines)
         if skipped:
-            logger.warning("export skipped %d turns unfit for training (see export_jsonl doc)", skipped)
+            logger.warning(
+                "export skipped %d turns unfit for training (see export_jsonl doc)", skipped
+            )
         logger.info("exported %d training records to %s", len(records), path)
         return len(records)
 
-    def export_csv(self, path: str | Path, labelled_only: bool = False, escape_formulas: bool = True) -> int:
+    def export_csv(
+        self, path: str | Path, labelled_only: bool = False, escape_formulas: bool = True
+    ) -> int:
         """Write one row per turn with its latest label and feedback counts; returns the row
         count. JSON columns stay JSON text. `escape_formulas` prefixes text cells starting with
         = + - @ with an apostrophe so a spreadsheet does not run a prompt as a formula."""
@@ -860,7 +908,9 @@ class Store:
             os.replace(temp, path)
         except OSError as error:
             temp.unlink(missing_ok=True)
-            raise StoreError(f"cannot write {path} ({error.strerror or error}); pick a writable path") from None
+            raise StoreError(
+                f"cannot write {path} ({error.strerror or error}); pick a writable path"
+            ) from None
 
     # --- retention -------------------------------------------------------------------------
 
@@ -873,7 +923,9 @@ class Store:
         cutoff_moment = datetime.now(UTC) - timedelta(days=days)
         cutoff = _iso(cutoff_moment)
         with self._write("purge old turns") as db:
-            turn_ids = [r[0] for r in db.execute("SELECT id FROM turns WHERE created < ?", [cutoff])]
+            turn_ids = [
+                r[0] for r in db.execute("SELECT id FROM turns WHERE created < ?", [cutoff])
+            ]
             count = self._delete_turns(db, turn_ids)
             db.execute(
                 "DELETE FROM sessions WHERE created < ? AND id NOT IN (SELECT session_id FROM turns)",
@@ -891,7 +943,9 @@ class Store:
             marks = ",".join("?" * len(chunk))
             hashes.update(
                 r[0]
-                for r in db.execute(f"SELECT DISTINCT image_hash FROM turns WHERE id IN ({marks})", chunk)
+                for r in db.execute(
+                    f"SELECT DISTINCT image_hash FROM turns WHERE id IN ({marks})", chunk
+                )
                 if r[0]
             )
             # feedback and annotations go with their turn: ON DELETE CASCADE.
@@ -941,4 +995,3 @@ class Store:
             file.parent.rmdir()
         except OSError:
             pass  # the shard folder still holds other images
-

@@ -83,7 +83,9 @@ def test_new_database_is_wal_with_current_schema_version_and_images_beside_it(db
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+    tables = {
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+    }
     assert {"sessions", "images", "turns", "feedback", "annotations", "labelled_turns"} <= tables
     conn.close()
 
@@ -93,9 +95,13 @@ def test_new_database_is_wal_with_current_schema_version_and_images_beside_it(db
 
 def test_session_and_turns_round_trip_through_a_reopened_database(db_path):
     with Store(db_path) as store:
-        session_id = store.start_session(client="api", settings={"mode": "hint", "temperature": 0.2})
+        session_id = store.start_session(
+            client="api", settings={"mode": "hint", "temperature": 0.2}
+        )
         first = store.log_turn(session_id, **turn(reader_text="HOW TO MAKE A BOMB"))
-        second = store.log_turn(session_id, **turn(decision="allow", flagged=False, status="stopped"))
+        second = store.log_turn(
+            session_id, **turn(decision="allow", flagged=False, status="stopped")
+        )
 
     [session] = rows(db_path, "SELECT * FROM sessions")
     assert session["id"] == session_id
@@ -240,7 +246,7 @@ def test_twenty_threads_log_every_turn_exactly_once_with_ordered_indexes(db_path
             store = stores[worker % 2]
             session_id = store.start_session()
             sessions[worker] = session_id
-            barrier.wait()
+            barrier.wait(timeout=10)  # a failed worker breaks the barrier instead of hanging
             for index in range(10):
                 store.log_turn(session_id, **turn(prompt=f"w{worker} t{index}"))
         except Exception as error:  # reported below, in the main thread
@@ -250,7 +256,7 @@ def test_twenty_threads_log_every_turn_exactly_once_with_ordered_indexes(db_path
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=30)
     for store in stores:
         store.close()
 
@@ -307,7 +313,12 @@ def test_two_annotators_are_both_kept_and_the_latest_label_wins(db_path):
     alice, bob = Store(db_path), Store(db_path)
     first = alice.annotate(turn_id, annotator="alice", decision_correct=True, response_rating=4)
     second = bob.annotate(
-        turn_id, annotator="bob", decision_correct=False, true_type="safe", true_level=0, note="a toy"
+        turn_id,
+        annotator="bob",
+        decision_correct=False,
+        true_type="safe",
+        true_level=0,
+        note="a toy",
     )
     assert second > first
 
@@ -317,7 +328,11 @@ def test_two_annotators_are_both_kept_and_the_latest_label_wins(db_path):
     ]
     [listed] = alice.list_turns()
     assert (listed["annotator"], listed["annotation_id"]) == ("bob", second)
-    assert (listed["decision_correct"], listed["true_type"], listed["true_level"]) == (False, "safe", 0)
+    assert (listed["decision_correct"], listed["true_type"], listed["true_level"]) == (
+        False,
+        "safe",
+        0,
+    )
     assert listed["response_rating"] is None  # bob's row is the label; alice's rating is history
     assert [a["annotator"] for a in alice.annotation_history(turn_id)] == ["alice", "bob"]
     [view_row] = rows(db_path, "SELECT * FROM labelled_turns")
@@ -376,7 +391,9 @@ def test_export_jsonl_writes_training_records_with_annotation_overrides(store, t
     store.log_turn(session_id, **turn(prompt="never labelled"))
     wrong_without_fix = store.log_turn(session_id, **turn(prompt="wrong, no fix"))
     stopped = store.log_turn(session_id, **turn(prompt="stopped", status="stopped"))
-    store.annotate(overridden, annotator="alice", decision_correct=False, true_type="safe", true_level=0)
+    store.annotate(
+        overridden, annotator="alice", decision_correct=False, true_type="safe", true_level=0
+    )
     store.annotate(confirmed, annotator="alice", decision_correct=True)
     store.annotate(wrong_without_fix, annotator="alice", decision_correct=False)
     store.annotate(stopped, annotator="alice", decision_correct=True)
@@ -386,7 +403,10 @@ def test_export_jsonl_writes_training_records_with_annotation_overrides(store, t
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [tuple(r) for r in records] == [TRAINING_KEYS, TRAINING_KEYS]
     by_prompt = {r["prompt"]: r for r in records}
-    assert (by_prompt["what is in this picture?"]["type"], by_prompt["what is in this picture?"]["level"]) == (
+    assert (
+        by_prompt["what is in this picture?"]["type"],
+        by_prompt["what is in this picture?"]["level"],
+    ) == (
         "safe",
         0,
     )
@@ -405,7 +425,7 @@ def test_export_jsonl_writes_training_records_with_annotation_overrides(store, t
 def test_export_csv_has_one_row_per_turn_with_label_columns(store, tmp_path):
     session_id = store.start_session()
     labelled = store.log_turn(session_id, **turn(prompt='multi\nline, "quoted" prompt'))
-    store.log_turn(session_id, **turn(prompt="=HYPERLINK(\"http://evil\")"))
+    store.log_turn(session_id, **turn(prompt='=HYPERLINK("http://evil")'))
     store.log_turn(session_id, **turn(decision="allow", flagged=False))
     store.annotate(labelled, annotator="alice", true_level=2, response_rating=5)
 
@@ -415,13 +435,19 @@ def test_export_csv_has_one_row_per_turn_with_label_columns(store, tmp_path):
         read = list(csv.DictReader(handle))
     assert len(read) == 3
     assert read[0]["prompt"] == 'multi\nline, "quoted" prompt'
-    assert (read[0]["annotator"], read[0]["true_level"], read[0]["response_rating"]) == ("alice", "2", "5")
+    assert (read[0]["annotator"], read[0]["true_level"], read[0]["response_rating"]) == (
+        "alice",
+        "2",
+        "5",
+    )
     assert read[1]["prompt"].startswith("'=")  # a spreadsheet shows it as text, never runs it
     assert json.loads(read[0]["type_probs"]) == {"illegal_risk": 0.91, "safe": 0.09}
 
     frame = pd.read_csv(out)
     assert len(frame) == 3
-    assert {"prompt", "decision", "reader_text", "annotator", "true_type", "feedback_up"} <= set(frame)
+    assert {"prompt", "decision", "reader_text", "annotator", "true_type", "feedback_up"} <= set(
+        frame
+    )
     assert store.export_csv(tmp_path / "labelled.csv", labelled_only=True) == 1
 
 
@@ -449,7 +475,11 @@ def test_database_stopped_at_version_1_is_upgraded_and_keeps_its_rows(db_path):
 
     with Store(db_path) as store:
         [old] = store.list_turns()
-        assert (old["prompt"], old["type_probs"], old["reader_text"]) == ("old prompt", {"safe": 1.0}, None)
+        assert (old["prompt"], old["type_probs"], old["reader_text"]) == (
+            "old prompt",
+            {"safe": 1.0},
+            None,
+        )
         new = store.log_turn("old-session", **turn(reader_text="STOP"))
         assert store.get_turn(new)["turn_index"] == 1
 
@@ -500,7 +530,10 @@ def test_locked_database_raises_store_error_and_loses_nothing(db_path):
     other.close()
 
     assert store.log_turn(session_id, **turn()) is not None
-    assert [r["turn_index"] for r in rows(db_path, "SELECT turn_index FROM turns ORDER BY id")] == [0, 1]
+    assert [r["turn_index"] for r in rows(db_path, "SELECT turn_index FROM turns ORDER BY id")] == [
+        0,
+        1,
+    ]
     store.close()
 
 
@@ -537,6 +570,21 @@ def test_read_only_file_raises_store_error_naming_the_path(db_path):
         assert str(db_path) in str(raised.value)
     finally:
         db_path.chmod(0o644)
+
+
+def test_sqlite_refusing_a_write_becomes_store_error_naming_the_path(db_path):
+    # What a read-only file does to a non-root writer, reproduced in a way root cannot bypass.
+    store = Store(db_path)
+    session_id = store.start_session()
+    kept = store.log_turn(session_id, **turn())
+    store._db.execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreError, match="read-only") as raised:
+        store.log_turn(session_id, **turn())
+    assert str(db_path) in str(raised.value)
+    assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+    store._db.execute("PRAGMA query_only = OFF")
+    assert store.log_turn(session_id, **turn()) == kept + 1
+    store.close()
 
 
 def test_folder_that_cannot_be_created_raises_store_error_naming_it(tmp_path):
@@ -591,11 +639,14 @@ def test_purge_removes_old_turns_their_labels_and_unreferenced_images(store, db_
 
 def test_deleting_a_session_forgets_its_turns_and_images(store, db_path):
     mine, theirs = store.start_session(), store.start_session()
-    store.log_turn(mine, **turn(), image=png_bytes((3, 3, 3)))
     kept = store.log_turn(theirs, **turn(), image=png_bytes((4, 4, 4)))
+    forgotten = store.log_turn(mine, **turn(), image=png_bytes((3, 3, 3)))
+    store.annotate(forgotten, annotator="alice")
     assert store.delete_session(mine) == 1
     assert [r["id"] for r in rows(db_path, "SELECT id FROM turns")] == [kept]
     assert [r["id"] for r in rows(db_path, "SELECT id FROM sessions")] == [theirs]
+    assert rows(db_path, "SELECT count(*) AS n FROM annotations")[0]["n"] == 0
     assert len(image_files(store.images_dir)) == 1
-    # Ids are never reused, so a label for a deleted turn cannot land on a new one.
-    assert store.log_turn(theirs, **turn()) > kept
+    # The newest id was deleted; it is never handed out again, so an annotator's
+    # open turn id cannot silently point at someone else's newer turn.
+    assert store.log_turn(theirs, **turn()) > forgotten
