@@ -18,7 +18,7 @@ MODES = ("hint", "tokens", "both", "off")
 @dataclass
 class SafeVLMConfig:
     base: str = "tiny"
-    # Paper: K1 = K2 = 64 tokens at width 4096 on LLaVA-1.5-7B; scaled down for the tiny base.
+    # Paper: K1 = K2 = 64 tokens at the full width of LLaVA-1.5-7B; scaled down for the tiny base.
     num_head_tokens: int = 16  # safety tokens set 1: keys/values of the safety head
     num_llm_tokens: int = 8  # safety tokens set 2: inserted into the LLM input
     num_heads: int = 8  # cross-attention heads of the safety head (paper: 8)

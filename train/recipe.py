@@ -1,0 +1,108 @@
+"""`make train`: the whole recipe for the shipped default checkpoint, one command.
+
+generate data -> stage 1 (safety modules) -> stage 2 (LoRA) -> eval -> copy the
+checkpoint to assets/checkpoint and write assets/MODEL_CARD.md. Each step is skipped when
+its output exists (delete it, or pass --fresh, to redo it); timings go to recipe.json.
+
+    python -m train.recipe [--n 2400] [--out runs/default] [--no-ship] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from safevlm.model import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE
+from safevlm.taxonomy import ASSETS_DIR
+
+log = logging.getLogger(__name__)
+SHIPPED = ASSETS_DIR / "checkpoint"
+
+
+def run_step(name: str, done: bool, fn, timings: dict) -> None:
+    if done:
+        log.info("%s: already done, skipping", name)
+        return
+    t0 = time.perf_counter()
+    fn()
+    timings[name] = round(time.perf_counter() - t0, 1)
+    log.info("%s: %.0f s", name, timings[name])
+
+
+def ship(checkpoint: Path, target: Path = SHIPPED) -> None:
+    """Copy only what inference needs: config, safety modules, adapter."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        shutil.copy(checkpoint / name, target / name)
+    if (checkpoint / ADAPTER_DIR).exists():
+        shutil.copytree(checkpoint / ADAPTER_DIR, target / ADAPTER_DIR,
+                        ignore=shutil.ignore_patterns("README.md"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Train the default SafeVLM checkpoint end to end.")
+    p.add_argument("--data", default="data/gen")
+    p.add_argument("--n", type=int, default=2400, help="generated records")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/default")
+    p.add_argument("--chat-limit", type=int, default=80, help="records judged with the full chat")
+    p.add_argument("--no-ship", action="store_true", help="do not copy into assets/")
+    p.add_argument("--fresh", action="store_true", help="redo every step")
+    p.add_argument("--smoke", action="store_true", help="tiny data, a few steps (CI)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from safevlm.data.generate import generate_dataset, make_figstep_eval
+    from train import stage1_safety, stage2_finetune
+
+    data, out = Path(args.data), Path(args.out)
+    if args.fresh:
+        shutil.rmtree(out, ignore_errors=True)
+    n = 48 if args.smoke else args.n
+    smoke = ["--smoke"] if args.smoke else []
+    timings: dict[str, float] = {}
+    run_step("data", (data / "summary.json").exists() and not args.fresh,
+             lambda: (generate_dataset(data, n=n, seed=args.seed, progress=True),
+                      make_figstep_eval(data / "figstep_eval", args.seed)), timings)
+    run_step("stage1", (out / "stage1" / WEIGHTS_FILE).exists(),
+             lambda: stage1_safety.main(["--data", str(data), "--out", str(out / "stage1"),
+                                         "--seed", str(args.seed), *smoke]), timings)
+    run_step("stage2", (out / "stage2" / ADAPTER_DIR).exists(),
+             lambda: stage2_finetune.main(["--init", str(out / "stage1"), "--data", str(data),
+                                           "--out", str(out / "stage2"), "--seed", str(args.seed), *smoke]),
+             timings)
+    eval_dir = out / "eval"
+    try:
+        from safevlm import eval as evaluation
+    except ImportError:
+        evaluation = None
+    if evaluation is not None:
+        extra = [str(f) for f in sorted((data / "figstep_eval").glob("*.jsonl"))]
+        eval_args = ["eval", "--data", str(data), "--split", "test", "--checkpoint", str(out / "stage2"),
+                     "--out", str(eval_dir), "--chat-limit", str(4 if args.smoke else args.chat_limit)]
+        if extra:
+            eval_args += ["--extra", *extra]
+        from safevlm.cli import main as cli_main
+
+        run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings)
+    recipe = {"timings_s": timings, "n": n, "seed": args.seed, "data": str(data), "out": str(out)}
+    previous = out / "recipe.json"
+    if previous.exists():  # keep timings of steps skipped in this run
+        recipe["timings_s"] = {**json.loads(previous.read_text()).get("timings_s", {}), **timings}
+    previous.write_text(json.dumps(recipe, indent=2) + "\n")
+    if not args.no_ship and not args.smoke:
+        ship(out / "stage2")
+        from train.model_card import write_model_card
+
+        write_model_card(data, out, ASSETS_DIR / "MODEL_CARD.md")
+        log.info("shipped %s and wrote the model card", SHIPPED)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
