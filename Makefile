@@ -13,10 +13,14 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
 # Debian packages: fonts for the data generator, Chromium for the browser test.
-APT_PACKAGES := chromium chromium-driver fonts-noto-color-emoji fonts-dejavu fonts-liberation \
-	fonts-freefont-ttf fonts-humor-sans fonts-comic-neue fonts-ubuntu fonts-roboto \
-	fonts-noto-mono fonts-crosextra-carlito fonts-crosextra-caladea fonts-urw-base35 \
-	fonts-texgyre gnome-backgrounds mate-backgrounds
+APT_PACKAGES := chromium chromium-driver fonts-noto-color-emoji mate-backgrounds \
+	fonts-liberation2 fonts-freefont-ttf fonts-noto-mono fonts-open-sans fonts-lato \
+	fonts-roboto-unhinted fonts-roboto-slab fonts-crosextra-carlito fonts-crosextra-caladea \
+	fonts-ebgaramond fonts-inconsolata fonts-courier-prime fonts-jetbrains-mono fonts-firacode \
+	fonts-gnutypewriter fonts-comic-neue fonts-humor-sans fonts-dancingscript fonts-kaushanscript \
+	fonts-kristi fonts-breip fonts-femkeklaver fonts-dkg-handwriting fonts-rufscript fonts-lobster \
+	fonts-league-spartan fonts-karla fonts-quicksand fonts-cabin fonts-ecolier-court fonts-mononoki \
+	fonts-hack fonts-cantarell fonts-oxygen fonts-linuxlibertine
 
 .PHONY: install system-deps test test-slow test-all demo bench train lint clean
 
@@ -37,7 +41,7 @@ system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 		if [ -n "$$missing" ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		fi; \
 	else echo "system-deps: not root or no apt-get; browser tests skip, data uses bundled fonts"; fi
 

@@ -32,21 +32,33 @@ class Example:
 
 
 class FeatureCache:
-    """Image grids + reader text keyed by image sha256; queries keyed by query text."""
+    """Image grids + reader text keyed by image sha256 (one file per base); query features
+    keyed by query text (one file per base and query wiring, so ablations share the OCR)."""
 
-    def __init__(self, path: Path | None = None):
-        self.path = path
-        self.images: dict[str, dict] = {}
-        self.queries: dict[str, torch.Tensor] = {}
+    def __init__(self, images_path: Path | None = None, queries_path: Path | None = None):
+        self.images_path, self.queries_path = images_path, queries_path
+        self.images: dict[str, dict] = self._load(images_path)
+        self.queries: dict[str, torch.Tensor] = self._load(queries_path)
+
+    @staticmethod
+    def _load(path: Path | None) -> dict:
         if path and path.exists():
             data = torch.load(path, weights_only=False)
-            self.images, self.queries = data["images"], data["queries"]
-            log.info("feature cache %s: %d images, %d texts", path, len(self.images), len(self.queries))
+            log.info("feature cache %s: %d entries", path, len(data))
+            return data
+        return {}
+
+    @classmethod
+    def for_model(cls, folder: Path, model: SafeVLM) -> FeatureCache:
+        cfg = model.config
+        return cls(folder / f"features-{model.base.name}-images.pt",
+                   folder / f"features-{model.base.name}-queries-{cfg.query_source}-{cfg.query_layer}.pt")
 
     def save(self) -> None:
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"images": self.images, "queries": self.queries}, self.path)
+        for path, data in ((self.images_path, self.images), (self.queries_path, self.queries)):
+            if path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(data, path)
 
 
 def build_examples(model: SafeVLM, records: list[Record], cache: FeatureCache,

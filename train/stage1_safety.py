@@ -39,11 +39,6 @@ def load_split(data: Path, split: str, taxonomy, limit: int = 0, seed: int = 0):
     return records
 
 
-def feature_cache(data: Path, model: SafeVLM) -> FeatureCache:
-    cfg = model.config
-    return FeatureCache(data / f"features-{model.base.name}-{cfg.query_source}-{cfg.query_layer}.pt")
-
-
 def shuffled_batches(examples, batch_size: int, seed: int, collate):
     def batches(epoch: int):
         order = list(range(len(examples)))
@@ -109,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     weight = args.weight if args.weight is not None else model.config.safety_loss_weight
     limit = 24 if args.smoke else args.limit
     reader = Reader() if model.config.use_reader and base.use_reader else None
-    cache = feature_cache(data, model)
+    cache = FeatureCache.for_model(data, model)
     train_ex = build_examples(model, load_split(data, "train", model.taxonomy, limit, args.seed), cache, reader,
                               desc="train")
     val_ex = build_examples(model, load_split(data, "val", model.taxonomy, 8 if args.smoke else 0), cache,

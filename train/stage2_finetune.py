@@ -21,9 +21,9 @@ from pathlib import Path
 from safevlm.bases import load_base
 from safevlm.model import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE, SafeVLM
 from safevlm.reader import Reader
-from train.features import build_examples, collate_lm, lm_loss
+from train.features import FeatureCache, build_examples, collate_lm, lm_loss
 from train.loop import TrainConfig, base_parser, config_from_args, seed_everything, train
-from train.stage1_safety import feature_cache, load_split, shuffled_batches
+from train.stage1_safety import load_split, shuffled_batches
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     reader = Reader() if model.config.use_reader and base.use_reader else None
     limit = 16 if args.smoke else args.limit
     examples = build_examples(model, load_split(data, "train", model.taxonomy, limit, args.seed),
-                              feature_cache(data, model), reader, desc="train")
+                              FeatureCache.for_model(data, model), reader, desc="train")
     rng = random.Random(args.seed)
     risky = [e for e in examples if e.type_index != model.taxonomy.safe_index]
     clean = [e for e in examples if e.type_index == model.taxonomy.safe_index]

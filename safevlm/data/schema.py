@@ -87,9 +87,16 @@ def record_from_dict(data: object, taxonomy: Taxonomy, base_dir: Path | None = N
         raise DataError("'meta' must be an object")
     group = data.get("group")
     return Record(
-        image=data["image"], prompt=data["prompt"], response=data["response"],
-        type=data["type"], level=data["level"], source=data["source"], split=data["split"],
-        group=None if group is None else str(group), meta=meta, base_dir=base_dir,
+        image=data["image"],
+        prompt=data["prompt"],
+        response=data["response"],
+        type=data["type"],
+        level=data["level"],
+        source=data["source"],
+        split=data["split"],
+        group=None if group is None else str(group),
+        meta=meta,
+        base_dir=base_dir,
     )
 
 
@@ -115,7 +122,9 @@ def read_jsonl(
     return records
 
 
-def _parse_line(path: Path, number: int, line: str, taxonomy: Taxonomy, check_images: bool) -> Record:
+def _parse_line(
+    path: Path, number: int, line: str, taxonomy: Taxonomy, check_images: bool
+) -> Record:
     where = f"{path}:{number}"
     try:
         data = json.loads(line)
