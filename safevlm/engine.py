@@ -104,12 +104,16 @@ class ChatEngine:
     """Holds one model; thread-safe (one turn runs on the model at a time)."""
 
     def __init__(self, model: SafeVLM, reader: Reader | None = None, checkpoint_id: str = "untrained",
-                 cache_size: int = 16):
+                 cache_size: int = 32, text_cache_size: int = 4096):
         self.model = model
         self.reader = reader if model.config.use_reader and model.base.use_reader else None
         self.checkpoint_id = checkpoint_id
+        # Vision features are large (a LLaVA grid is megabytes): a short LRU. Reader text is
+        # a short string and OCR is the slowest step: a long one.
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
         self._cache_size = cache_size
+        self._texts: OrderedDict[str, str] = OrderedDict()
+        self._text_cache_size = text_cache_size
         self._lock = threading.RLock()
 
     @classmethod
@@ -163,7 +167,7 @@ class ChatEngine:
             pixels = self.model.base.image_transform(picture).unsqueeze(0)
             features = self.model.get_image_features(pixels)
             t1 = time.perf_counter()
-            reader_text = self.reader.read(picture) if (self.reader and image is not None) else ""
+            reader_text = self._read(image) if image is not None else ""
             t2 = time.perf_counter()
             if image is None:  # no image: the LLM gets none, the head sees a blank grid
                 features = ImageFeatures(features.grid, features.embeds[:, :0], features.embeds_mask[:, :0])
@@ -173,6 +177,18 @@ class ChatEngine:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             return prepared
+
+    def _read(self, image: LoadedImage) -> str:
+        if self.reader is None:
+            return ""
+        if image.sha256 in self._texts:
+            self._texts.move_to_end(image.sha256)
+            return self._texts[image.sha256]
+        text = self.reader.read(image.image)
+        self._texts[image.sha256] = text
+        while len(self._texts) > self._text_cache_size:
+            self._texts.popitem(last=False)
+        return text
 
     def classify(self, image: LoadedImage | str | Path | None, prompt: str | None = None,
                  thresholds=None) -> Verdict:
