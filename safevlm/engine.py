@@ -101,7 +101,11 @@ class _Prepared:
 
 
 class ChatEngine:
-    """Holds one model; thread-safe (one turn runs on the model at a time)."""
+    """Holds one model; thread-safe. Caches and classify take a short re-entrant lock;
+    generation takes a plain lock held across the stream's yields, which a consumer may
+    resume from any thread (Gradio does): a plain Lock, unlike an RLock, can be released by
+    the thread that finishes the stream. One answer decodes at a time (adapters are
+    switched per turn)."""
 
     def __init__(self, model: SafeVLM, reader: Reader | None = None, checkpoint_id: str = "untrained",
                  cache_size: int = 32, text_cache_size: int = 4096):
@@ -115,6 +119,7 @@ class ChatEngine:
         self._texts: OrderedDict[str, str] = OrderedDict()
         self._text_cache_size = text_cache_size
         self._lock = threading.RLock()
+        self._generation_lock = threading.Lock()
 
     @classmethod
     def load(cls, base: str | Base = "tiny", checkpoint: str | Path | None = None,
@@ -230,29 +235,30 @@ class ChatEngine:
         mode = mode or self.model.config.default_mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        with self._lock:
-            verdict = self.classify(image, prompt, thresholds)
-            t_verdict = time.perf_counter()
-            flagged = verdict.decision.flagged
-            conditioned = flagged and mode != "off"
-            use_hint = conditioned and mode in ("hint", "both")
-            use_tokens = (conditioned and mode in ("tokens", "both")) or (
-                self.model.config.tokens_always and mode != "off")
-            timings = {**verdict.ms, "first_token": 0.0, "total": 0.0}
-            yield ChatUpdate(verdict, "", mode, conditioned, timings=dict(timings))
+        verdict = self.classify(image, prompt, thresholds)
+        t_verdict = time.perf_counter()
+        flagged = verdict.decision.flagged
+        conditioned = flagged and mode != "off"
+        use_hint = conditioned and mode in ("hint", "both")
+        use_tokens = (conditioned and mode in ("tokens", "both")) or (
+            self.model.config.tokens_always and mode != "off")
+        timings = {**verdict.ms, "first_token": 0.0, "total": 0.0}
+        yield ChatUpdate(verdict, "", mode, conditioned, timings=dict(timings))
 
-            messages = []
-            for user, assistant in list(history)[-MAX_HISTORY_TURNS:]:
-                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-            messages.append({"role": "user", "content": prompt})
-            prepared = self.prepare(image)
-            built = self.model.build_inputs(
-                prepared.features if image is not None else None, messages,
-                reader_text=prepared.reader_text or None,
-                hint=verdict.decision.hint if use_hint else None,
-                safety_tokens=use_tokens,
-            )
-            text = ""
+        messages = []
+        for user, assistant in list(history)[-MAX_HISTORY_TURNS:]:
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        messages.append({"role": "user", "content": prompt})
+        prepared = self.prepare(image)
+        built = self.model.build_inputs(
+            prepared.features if image is not None else None, messages,
+            reader_text=prepared.reader_text or None,
+            hint=verdict.decision.hint if use_hint else None,
+            safety_tokens=use_tokens,
+        )
+        text = ""
+        self._generation_lock.acquire()
+        try:
             # An allowed input gets exactly the base model's answer: adapters act only
             # on inputs the policy flags.
             for chunk in self.model.generate_stream(built, settings, stop_event, use_adapter=conditioned):
@@ -262,9 +268,11 @@ class ChatEngine:
                     timings["first_token"] = (time.perf_counter() - t_start) * 1000
                 text += chunk
                 yield ChatUpdate(verdict, text, mode, conditioned, timings=dict(timings))
-            timings["total"] = (time.perf_counter() - t_start) * 1000
-            timings["generate"] = (time.perf_counter() - t_verdict) * 1000
-            yield ChatUpdate(verdict, text.strip(), mode, conditioned, done=True, timings=timings)
+        finally:
+            self._generation_lock.release()
+        timings["total"] = (time.perf_counter() - t_start) * 1000
+        timings["generate"] = (time.perf_counter() - t_verdict) * 1000
+        yield ChatUpdate(verdict, text.strip(), mode, conditioned, done=True, timings=timings)
 
     def chat(self, image, prompt: str, **kwargs) -> ChatUpdate:
         """A whole turn, not streamed: the last update."""

@@ -100,3 +100,24 @@ def test_control_characters_are_removed_and_mixed_scripts_kept():
 def test_bad_mode_is_rejected(tiny_engine, photo_path):
     with pytest.raises(ValueError, match="mode must be one of"):
         list(tiny_engine.stream(photo_path, "Hi", mode="loud"))
+
+
+def test_a_stream_can_be_resumed_from_other_threads(tiny_engine, photo_path):
+    """Gradio resumes a sync generator on whichever worker thread is free."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stream = tiny_engine.stream(photo_path, "What is this?", mode="off", settings=SHORT)
+    updates = []
+    threads = [ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)]
+    try:
+        while True:  # every step on the other thread than the one before
+            update = threads[len(updates) % 2].submit(next, stream, None).result(timeout=60)
+            if update is None:
+                break
+            updates.append(update)
+    finally:
+        for pool in threads:
+            pool.shutdown()
+    assert updates[-1].done
+    again = tiny_engine.chat(photo_path, "And now?", mode="off", settings=SHORT)  # not deadlocked
+    assert again.done

@@ -1,0 +1,77 @@
+"""Entry point of the SafeVLM app: `python app/app.py` reads the settings from the
+environment, loads the engine once, opens the log and launches Gradio.
+
+`build_app(engine, store, settings)` builds the same app for tests with their own engine and
+store; `launch_options(settings)` holds what goes to `launch()` (theme, css and limits).
+Owns no callbacks (`app.handlers`) and no components (`app.layout`).
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (
+    None,
+    "",
+):  # run as a script (`python app/app.py`, Spaces): import from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gradio as gr  # noqa: E402
+
+from app.handlers import Handlers  # noqa: E402
+from app.layout import CSS, build_layout  # noqa: E402
+from app.settings import EXAMPLES_DIR, AppSettings  # noqa: E402
+from safevlm.engine import ChatEngine  # noqa: E402
+from safevlm.store import Store, StoreError  # noqa: E402
+
+log = logging.getLogger("safevlm.app")
+
+QUEUE_SIZE = 16  # waiting turns beyond this get "queue full" instead of a long wait
+
+
+def build_app(engine: ChatEngine, store: Store, settings: AppSettings | None = None) -> gr.Blocks:
+    """The whole app around one loaded engine and one store, queued for a single model."""
+    settings = settings or AppSettings.from_env()
+    gr.set_static_paths([EXAMPLES_DIR])  # example images are public assets
+    demo = build_layout(Handlers(engine, store, settings))
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    return demo
+
+
+def launch_options(settings: AppSettings) -> dict:
+    """Keyword arguments of `demo.launch()`; server name and port come from
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set."""
+    return {
+        "theme": gr.themes.Soft(primary_hue="indigo"),
+        "css": CSS,
+        "max_file_size": settings.max_file_size,
+        "show_error": False,
+        "ssr_mode": False,
+        "footer_links": [],
+    }
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = AppSettings.from_env()
+        store = Store(settings.db, enabled=settings.log_turns)
+    except (ValueError, StoreError) as error:
+        sys.exit(f"safevlm app: {error}")
+    if not settings.annotation_token:
+        log.warning(
+            "SAFEVLM_ANNOTATION_TOKEN is not set: %s",
+            "annotation is disabled (public Space)"
+            if settings.public
+            else "anyone who can open the page can read the log",
+        )
+    log.info("loading base %r (checkpoint %s)", settings.base, settings.checkpoint or "default")
+    engine = ChatEngine.load(settings.base, settings.checkpoint)
+    demo = build_app(engine, store, settings)
+    demo.launch(**launch_options(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The app's settings: what the environment decides (`AppSettings.from_env`) and the
+example list of assets/examples.json. Reads no model and no logs."""
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_FILE = ROOT / "assets" / "examples.json"
+EXAMPLES_DIR = ROOT / "assets" / "examples"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What the environment decides about one running app (see `from_env`)."""
+
+    base: str = "tiny"
+    checkpoint: str | None = None
+    db: str = "logs/safevlm.db"
+    annotation_token: str | None = None
+    log_turns: bool = True
+    max_new_tokens: int = 256
+    public: bool = False  # on Hugging Face Spaces (SPACE_ID set): anyone can open the page
+    max_file_size: str = "10mb"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "AppSettings":
+        raw_log = env.get("SAFEVLM_LOG", "on").strip().lower()
+        if raw_log not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"SAFEVLM_LOG must be on or off, got {raw_log!r}")
+        raw_tokens = env.get("SAFEVLM_MAX_NEW_TOKENS", "256").strip()
+        if not raw_tokens.isdigit() or int(raw_tokens) < 1:
+            raise ValueError(
+                f"SAFEVLM_MAX_NEW_TOKENS must be a whole number >= 1, got {raw_tokens!r}"
+            )
+        return cls(
+            base=env.get("SAFEVLM_BASE", "tiny").strip() or "tiny",
+            checkpoint=env.get("SAFEVLM_CHECKPOINT", "").strip() or None,
+            db=env.get("SAFEVLM_DB", "logs/safevlm.db").strip() or "logs/safevlm.db",
+            annotation_token=env.get("SAFEVLM_ANNOTATION_TOKEN") or None,
+            log_turns=raw_log in ("on", "1", "true", "yes"),
+            max_new_tokens=int(raw_tokens),
+            public=bool(env.get("SPACE_ID")),
+        )
+
+    @property
+    def annotation_open(self) -> bool:
+        """Whether the Annotate tab can show anything at all."""
+        return bool(self.annotation_token) or not self.public
+
+
+def load_examples(path: Path = EXAMPLES_FILE) -> list[dict]:
+    """The example list of assets/examples.json with absolute image paths; [] if missing."""
+    try:
+        listing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        log.warning("no examples: cannot read %s (%s)", path, error)
+        return []
+    examples = []
+    for item in listing.get("examples", []):
+        image = path.parent / "examples" / item["file"]
+        if image.is_file():
+            examples.append({**item, "path": str(image)})
+    return examples
