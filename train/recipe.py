@@ -82,11 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         evaluation = None
     if evaluation is not None:
-        extra = [str(f) for f in sorted((data / "figstep_eval").glob("*.jsonl"))]
+        # eval finds the FigStep-like held-out set beside the data by itself
         eval_args = ["eval", "--data", str(data), "--split", "test", "--checkpoint", str(out / "stage2"),
                      "--out", str(eval_dir), "--chat-limit", str(4 if args.smoke else args.chat_limit)]
-        if extra:
-            eval_args += ["--extra", *extra]
         from safevlm.cli import main as cli_main
 
         run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings)

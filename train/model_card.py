@@ -1,0 +1,115 @@
+"""Writes assets/MODEL_CARD.md for a trained checkpoint from the files the recipe left:
+the data summary, stage metrics, timings, eval results and the query ablation.
+Numbers only: no model answers are copied into the card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _data_section(summary: dict) -> list[str]:
+    if not summary:
+        return ["(no data summary found)"]
+    lines = [f"Generated offline by `safevlm.data.generate` (seed {summary.get('seed')}, "
+             f"{summary.get('records')} records): " + ", ".join(
+                 f"{k} {v}" for k, v in summary.get("by_split", {}).items()) + ".", "",
+             "| type | level 0 | level 1 | level 2 | level 3 |", "|---|---|---|---|---|"]
+    by = summary.get("by_type_level", {})
+    for t in summary.get("by_type", {}):
+        lines.append(f"| {t} | " + " | ".join(str(by.get(f"{t}/{lv}", "")) for lv in range(4)) + " |")
+    kinds = summary.get("by_kind", {})
+    if kinds:
+        lines += ["", "Kinds: " + ", ".join(f"{k} {v}" for k, v in kinds.items()) + "."]
+    return lines
+
+
+def _eval_section(results: dict) -> list[str]:
+    if not results:
+        return ["(no eval results found)"]
+    lines = ["| set | n | AUROC | flagged (risky) | flagged (safe) | answered risky: base → SafeVLM | "
+             "refused safe: base → SafeVLM | allowed answers unchanged |", "|---|---|---|---|---|---|---|---|"]
+    for name, entry in results.get("sets", {}).items():
+        c, chat = entry["classification"], entry.get("chat") or {}
+        w, wo = chat.get("with_safety", {}), chat.get("without_safety", {})
+        lines.append(
+            f"| {name} | {c['n']} | {_num(c['auroc']['not_safe_type'])} | {_pct(c['detection_rate'])} | "
+            f"{_pct(c['false_flag_rate'])} | {_pct(wo.get('answered_rate_risky'))} → "
+            f"{_pct(w.get('answered_rate_risky'))} | {_pct(wo.get('over_refusal_rate_safe'))} → "
+            f"{_pct(w.get('over_refusal_rate_safe'))} | "
+            f"{_pct((chat.get('allowed_unchanged') or {}).get('rate'))} |")
+    for name, entry in results.get("sets", {}).items():
+        c = entry["classification"]
+        lines += ["", f"**{name}** per type (policy decision):", "",
+                  "| type | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for t, m in c["per_type"].items():
+            lines.append(f"| {t} | {_num(m.get('precision'))} | {_num(m.get('recall'))} | "
+                         f"{_num(m.get('f1'))} | {m.get('support')} |")
+        kinds = c.get("false_flag_by", {}).get("kind", {})
+        if kinds:
+            lines += ["", "False flags on safe inputs by kind: " + ", ".join(
+                f"{k} {_pct(v.get('rate'))} of {v.get('n')}" for k, v in kinds.items()) + "."]
+        lines += ["", f"Level accuracy {_pct(c['level_accuracy'])}; contrastive pairs separated "
+                  f"{_pct(c.get('pairs', {}).get('separated_rate'))} of {c.get('pairs', {}).get('n')}."]
+    return lines
+
+
+def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = None) -> Path:
+    summary = _load(data / "summary.json")
+    recipe = _load(run / "recipe.json")
+    stage1, stage2 = _load(run / "stage1" / "stage1.json"), _load(run / "stage2" / "stage2.json")
+    results = _load(run / "eval" / "eval.json")
+    model = results.get("model", {})
+    timings = recipe.get("timings_s", {})
+    lines = [
+        "# SafeVLM default checkpoint (tiny base)", "",
+        "Safety modules (safety projector, safety tokens sets 1 and 2, safety head) and a LoRA "
+        "adapter for the offline `tiny` base: SmolLM2-135M-Instruct + EfficientNet-Lite0 + "
+        "RapidOCR. Files: `safevlm_config.json`, `safety_modules.safetensors`, `adapter/`.", "",
+        "## Intended use", "",
+        "A research and demo checkpoint: it flags risky image+text requests in the paper's "
+        "taxonomy (politics, illegal risk, insults, fairness, privacy, misleading; levels 0-3) "
+        "and conditions the answer of a very small language model. It is not a content "
+        "moderation system: it was trained only on project-generated synthetic data, its base "
+        "LLM is 135M parameters, and its thresholds should be tuned on your own data.", "",
+        "## Training data", "", *_data_section(summary), "",
+        "## Training", "",
+        f"- Stage 1 (base frozen; weighted CE on the head, LM loss for safety tokens set 2): "
+        f"{stage1.get('train_examples', 'n/a')} examples, safety loss weight {stage1.get('weight', 'n/a')}; "
+        f"validation: {json.dumps(stage1.get('val', {}))}.",
+        f"- Stage 2 (LoRA {json.dumps(stage2.get('lora', {}))}): {stage2.get('examples', 'n/a')} examples "
+        f"({stage2.get('risky', 'n/a')} risky, {stage2.get('clean', 'n/a')} clean), {stage2.get('steps', 'n/a')} steps, "
+        f"final loss {_num(stage2.get('final_loss'))}.",
+        "- Wall time on 2 CPU cores: " + (", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+                                          or "n/a") + ".",
+        "- Reproduce: `make train` (seeded).", "",
+        "## Evaluation (held-out fonts, layouts, phrasings, photos)", "",
+        f"Checkpoint `{model.get('checkpoint')}`, base `{model.get('base')}`, default thresholds "
+        f"{json.dumps(results.get('settings', {}).get('thresholds', {}))}, mode "
+        f"`{results.get('settings', {}).get('mode')}`. 'base' = the same model with the safety "
+        "modules off. Refusal is judged by `safevlm.eval.is_refusal` (a phrase list).", "",
+        *_eval_section(results), "",
+    ]
+    if ablation and (ablation / "ablation.md").exists():
+        lines += ["## Query ablation (safety head only)", "",
+                  "Hidden states of a frozen text pass vs raw token embeddings vs the authors' wiring "
+                  "(first position only):", "", (ablation / "ablation.md").read_text().strip(), ""]
+    lines += ["## Limitations", "",
+              "- Synthetic training data: real-world risky images (photos of weapons, drugs, "
+              "violence) are barely covered; ImageNet features see little of them.",
+              "- The reader (OCR) decides what typographic text the head sees; text it misses is invisible.",
+              "- Refusal judgement is a phrase list; small samples give wide error bars.", ""]
+    path.write_text("\n".join(lines))
+    return path
