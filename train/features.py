@@ -79,6 +79,8 @@ def build_examples(model: SafeVLM, records: list[Record], cache: FeatureCache,
         for (key, img), grid in zip(chunk, grids, strict=True):
             text = reader.read(img.image) if reader else ""
             cache.images[key] = {"grid": grid.clone(), "reader_text": text}
+        if (start // batch_size) % 10 == 9:  # OCR is slow: an interrupted run keeps its work
+            cache.save()
     texts = {model.safety_query_text(r.prompt, cache.images[k]["reader_text"]) for r, k in zip(records, keys, strict=True)}
     missing = sorted(t for t in texts if t not in cache.queries)
     for start in tqdm(range(0, len(missing), batch_size), desc=f"{desc}: queries", disable=not missing):
