@@ -11,11 +11,9 @@ from typing import Any
 class ModelWorker:
     """Runs every model call on one thread the app owns.
 
-    `ChatEngine.stream` keeps the engine's lock across its yields, so one turn must be
-    iterated from a single thread; Gradio advances a sync generator on whichever worker
-    thread is free, which deadlocks the engine. Here the turn runs to its end on the model
-    thread (even when the browser goes away: then it is stopped and still logged) and
-    hands its updates over a queue.
+    A turn runs to its end on the model thread and hands its updates over a queue, so it
+    finishes and is logged even when the browser goes away (it is then stopped and logged
+    as such), whichever Gradio worker thread consumes it.
     """
 
     def __init__(self) -> None:
