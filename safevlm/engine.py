@@ -108,7 +108,7 @@ class ChatEngine:
     switched per turn)."""
 
     def __init__(self, model: SafeVLM, reader: Reader | None = None, checkpoint_id: str = "untrained",
-                 cache_size: int = 32, text_cache_size: int = 4096):
+                 cache_size: int = 32, text_cache_size: int = 2048):
         self.model = model
         self.reader = reader if model.config.use_reader and model.base.use_reader else None
         self.checkpoint_id = checkpoint_id
