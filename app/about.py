@@ -1,0 +1,50 @@
+"""The text of the "About this model" accordion: base, checkpoint, taxonomy with default
+thresholds, and where logs go. Plain values in, Markdown out; no components."""
+
+import html
+import json
+
+from app.settings import AppSettings
+from safevlm.engine import ChatEngine
+
+
+def about_markdown(engine: ChatEngine, settings: AppSettings, logging_on: bool) -> str:
+    about, taxonomy = engine.describe(), engine.taxonomy
+    defaults = engine.default_thresholds()
+    rows = "\n".join(
+        f"| {label} | `{name}` | {'—' if name == taxonomy.safe_type else f'{defaults.types[name]:.2f}'} "
+        f"| {html.escape(taxonomy.descriptions.get(name, ''))} |"
+        for name, label in zip(taxonomy.types, taxonomy.type_labels, strict=True)
+    )
+    levels = " · ".join(taxonomy.level_labels)
+    if not logging_on:
+        logging_note = "Logging is **off** on this server (`SAFEVLM_LOG=off`): no turn is saved."
+    else:
+        logging_note = (
+            f"Turns are logged to a local SQLite file (`{settings.db}`) on this server only; nothing "
+            "is uploaded anywhere. Tick *Don't log this chat* to opt out. The browser keeps no chat "
+            "history: reloading the page starts a new chat."
+        )
+        if settings.public:
+            logging_note += " On a Space, local files vanish when it restarts."
+    config = json.dumps(about.get("config", {}), indent=1)
+    return f"""
+**Base:** `{about.get("base")}` · **Safety checkpoint:** `{about.get("checkpoint")}` ·
+**Text reader (OCR):** {"on" if about.get("reader") else "off"} · **Default mode:** `{about.get("default_mode")}` ·
+**Max new tokens:** {settings.max_new_tokens}
+
+**Taxonomy** `{taxonomy.name}` — levels: {levels}; default level threshold {defaults.level:.2f}.
+
+| Type | Name | Default threshold | Covers |
+|---|---|---|---|
+{rows}
+
+**Logs.** {logging_note}
+
+<details><summary>Safety module config</summary>
+
+```json
+{config}
+```
+</details>
+"""

@@ -1,0 +1,220 @@
+"""Annotation handlers of the Annotate tab: browse logged turns, open one, save a label,
+export. Every handler checks the token first. No components (`annotate_tab`), no SQL (`store`)."""
+
+import hmac
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from app.errors import shown
+from app.panel import level_frame, quote, type_frame
+from app.settings import AppSettings
+from safevlm.engine import ChatEngine
+from safevlm.images import ImageError, load_image
+from safevlm.policy import ThresholdError
+from safevlm.store import Store, StoreError
+
+TURN_COLUMNS = [
+    "id",
+    "created",
+    "decision",
+    "type",
+    "level",
+    "source",
+    "status",
+    "prompt",
+    "answer",
+    "label",
+    "👍/👎",
+]
+
+
+class AnnotationHandlers:
+    """The Annotate tab's callbacks over one store; the engine only lends its taxonomy and
+    threshold parsing."""
+
+    def __init__(self, engine: ChatEngine, store: Store, settings: AppSettings):
+        self.engine = engine
+        self.store = store
+        self.settings = settings
+
+    @property
+    def taxonomy(self):
+        return self.engine.taxonomy
+
+    def check_token(self, token: str | None) -> None:
+        """Raise gr.Error unless annotation is open to this caller."""
+        expected = self.settings.annotation_token
+        if expected:
+            if not token or not hmac.compare_digest(str(token).encode(), expected.encode()):
+                raise gr.Error("Wrong or missing annotation token.", print_exception=False)
+        elif self.settings.public:
+            raise gr.Error(
+                "Annotation is disabled on this public app: no SAFEVLM_ANNOTATION_TOKEN is set.",
+                print_exception=False,
+            )
+
+    def unlock(self, token: str) -> tuple[Any, str]:
+        """(visibility of the annotation panel, status line)."""
+        self.check_token(token)
+        return gr.Column(visible=True), "Unlocked. Press **Load turns** to browse the log."
+
+    def browse(
+        self, token: str, decision: str, type_name: str, unlabelled: bool, limit: int = 100
+    ) -> pd.DataFrame:
+        """Logged turns, newest first, as a table (filters: decision, predicted type, unlabelled)."""
+        self.check_token(token)
+        decision = None if decision in (None, "", "any") else decision
+        type_name = None if type_name in (None, "", "any") else self._type_name(type_name)
+        try:
+            turns = self.store.list_turns(
+                decision=decision, type=type_name, unlabelled=bool(unlabelled), limit=int(limit)
+            )
+        except StoreError as error:
+            raise shown(error) from None
+        rows = [
+            {
+                "id": t["id"],
+                "created": (t["created"] or "")[:19].replace("T", " "),
+                "decision": t["decision"],
+                "type": t["type"],
+                "level": t["level"],
+                "source": t["source"],
+                "status": t["status"],
+                "prompt": _shorten(t["prompt"]),
+                "answer": _shorten(t["response"]),
+                "label": "yes" if t["annotation_id"] is not None else "",
+                "👍/👎": f"{t['feedback_up']}/{t['feedback_down']}",
+            }
+            for t in turns
+        ]
+        return pd.DataFrame(rows, columns=TURN_COLUMNS)
+
+    def open_turn(self, token: str, turn_id: Any) -> tuple:
+        """One turn for labelling: (turn id, image, text, type bars, level bars, decision_correct,
+        true type, true level, rating, note)."""
+        self.check_token(token)
+        turn = self.store.get_turn(_turn_id(turn_id))
+        if turn is None:
+            raise gr.Error(f"No logged turn with id {turn_id}.", print_exception=False)
+        image = None
+        if turn.get("image_path") and Path(turn["image_path"]).is_file():
+            try:
+                image = load_image(turn["image_path"]).image
+            except ImageError:
+                image = None
+        labels = dict(zip(self.taxonomy.types, self.taxonomy.type_labels, strict=True))
+        thresholds = None
+        if turn.get("thresholds"):
+            try:
+                thresholds = self.engine.thresholds(turn["thresholds"])
+            except ThresholdError:
+                thresholds = None
+        text = "\n\n".join(
+            [
+                f"**Turn {turn['id']}** · {turn['created'][:19].replace('T', ' ')} · source {turn['source']}"
+                f" · status {turn['status']} · mode {turn['mode']}",
+                f"**Decision:** {turn['decision']} · type {labels.get(turn['type'], turn['type'])}"
+                f" · level {turn['level']}",
+                f"**Prompt:** {quote(turn['prompt'], 2000)}",
+                f"**Answer:** {quote(turn['response'], 4000)}",
+                f"**Text read in the image:** {quote(turn.get('reader_text') or '') or 'none'}",
+                f"**Hint:** {quote(turn.get('hint') or '') or 'none'} · "
+                f"**Users:** {turn['feedback_up']} 👍 / {turn['feedback_down']} 👎",
+            ]
+        )
+        correct = {True: "yes", False: "no"}.get(turn["decision_correct"])
+        return (
+            turn["id"],
+            image,
+            text,
+            type_frame(self.taxonomy, turn.get("type_probs"), thresholds),
+            level_frame(self.taxonomy, turn.get("level_probs")),
+            correct,
+            turn["true_type"],
+            turn["true_level"],
+            turn["response_rating"],
+            turn["note"] or "",
+        )
+
+    def save_label(
+        self,
+        token: str,
+        turn_id: Any,
+        annotator: str,
+        decision_correct: str | None,
+        true_type: str | None,
+        true_level: Any,
+        rating: Any,
+        note: str,
+    ) -> str:
+        self.check_token(token)
+        if not (annotator or "").strip():
+            raise gr.Error(
+                "Enter your name as annotator, so labels can be traced.", print_exception=False
+            )
+        try:
+            annotation_id = self.store.annotate(
+                _turn_id(turn_id),
+                annotator=annotator.strip(),
+                decision_correct={"yes": True, "no": False}.get(decision_correct or ""),
+                true_type=self._type_name(true_type) if true_type else None,
+                true_level=self._level_index(true_level) if true_level not in (None, "") else None,
+                response_rating=int(rating) if rating not in (None, "") else None,
+                note=(note or "").strip(),
+            )
+        except StoreError as error:
+            raise shown(error) from None
+        return f"Saved label #{annotation_id} for turn {_turn_id(turn_id)}."
+
+    def export(self, token: str, kind: str, labelled_only: bool = True) -> str:
+        """Write an export (JSONL training records or CSV) to a fresh temp file; its path."""
+        self.check_token(token)
+        folder = Path(tempfile.mkdtemp(prefix="safevlm-export-"))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            if kind == "jsonl":
+                path = folder / f"safevlm-turns-{stamp}.jsonl"
+                count = self.store.export_jsonl(path, labelled_only=bool(labelled_only))
+            else:
+                path = folder / f"safevlm-turns-{stamp}.csv"
+                count = self.store.export_csv(path, labelled_only=bool(labelled_only))
+        except StoreError as error:
+            raise shown(error) from None
+        gr.Info(f"Exported {count} turn(s) to {path.name}.")
+        return str(path)
+
+    def _type_name(self, value: str) -> str:
+        """A type's name from its name or its short label."""
+        if value in self.taxonomy.types:
+            return value
+        labels = dict(zip(self.taxonomy.type_labels, self.taxonomy.types, strict=True))
+        if value in labels:
+            return labels[value]
+        raise gr.Error(f"Unknown type {value!r}.", print_exception=False)
+
+    def _level_index(self, value: Any) -> int:
+        for i, (name, label) in enumerate(
+            zip(self.taxonomy.levels, self.taxonomy.level_labels, strict=True)
+        ):
+            if value in (name, label, str(i)) or (isinstance(value, int) and value == i):
+                return i
+        raise gr.Error(f"Unknown level {value!r}.", print_exception=False)
+
+
+def _shorten(text: str | None, limit: int = 80) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _turn_id(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise gr.Error(
+            "Pick a turn first (click a row or type its id).", print_exception=False
+        ) from None

@@ -1,0 +1,68 @@
+"""The Safety settings panel as values: slider values to `Thresholds`, the conditioning mode,
+the note a regenerated turn carries and the preview line. Thresholds rules stay in `policy`."""
+
+from collections.abc import Sequence
+
+from app.errors import one_line
+from app.panel import ACTION_COLOURS, IDLE_COLOUR
+from app.session import ChatSession
+from safevlm.engine import ChatEngine
+from safevlm.policy import ThresholdError, Thresholds, decide
+
+MODES = ("hint", "tokens", "both", "off")
+
+
+def thresholds_from_values(engine: ChatEngine, values: Sequence[float]) -> Thresholds:
+    """Slider values (one per risk type in taxonomy order, then the level) -> Thresholds."""
+    risk_types = engine.taxonomy.risk_types
+    if len(values) != len(risk_types) + 1:
+        raise ThresholdError(f"expected {len(risk_types) + 1} threshold values, got {len(values)}")
+    overrides = {name: float(v) for name, v in zip(risk_types, values[:-1], strict=True)}
+    overrides["level"] = float(values[-1])
+    return engine.thresholds(overrides)
+
+
+def default_values(engine: ChatEngine) -> list[float]:
+    """The sliders' default values, in the order of `thresholds_from_values`."""
+    defaults = engine.default_thresholds()
+    return [defaults.types[name] for name in engine.taxonomy.risk_types] + [defaults.level]
+
+
+def check_mode(mode: str | None, default_mode: str) -> str:
+    """The conditioning mode to use; empty means the checkpoint's default."""
+    mode = (mode or "").strip() or default_mode
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of hint, tokens, both, off; got {mode!r}")
+    return mode
+
+
+def thresholds_note(engine: ChatEngine, thresholds: Thresholds) -> str:
+    """Which thresholds differ from the defaults, for the line of a regenerated turn."""
+    default = engine.default_thresholds()
+    taxonomy = engine.taxonomy
+    labels = dict(zip(taxonomy.types, taxonomy.type_labels, strict=True))
+    changed = [
+        f"{labels[t]} {v:.2f}" for t, v in thresholds.types.items() if v != default.types.get(t)
+    ]
+    if thresholds.level != default.level:
+        changed.append(f"level {thresholds.level:.2f}")
+    return "thresholds " + (", ".join(changed) if changed else "default")
+
+
+def preview_html(
+    engine: ChatEngine, session: ChatSession | None, threshold_values: Sequence[float]
+) -> str:
+    """What the current thresholds would decide for the last turn's probabilities."""
+    if session is None or session.type_probs is None:
+        return ""
+    try:
+        thresholds = thresholds_from_values(engine, threshold_values)
+    except ThresholdError as error:
+        return f"⚠ {one_line(error)}"
+    decision = decide(session.type_probs, session.level_probs, engine.taxonomy, thresholds)
+    colour = ACTION_COLOURS.get(decision.action, IDLE_COLOUR)
+    return (
+        f"With these thresholds the last input would be "
+        f'<b style="color:{colour}">{decision.action.upper()}</b>. '
+        f"Press <b>Regenerate</b> to answer with them."
+    )
