@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 SHIPPED = ASSETS_DIR / "checkpoint"
 
 
-def run_step(name: str, done: bool, fn, timings: dict) -> None:
+def run_step(name: str, done: bool, fn, timings: dict, record: Path) -> None:
+    """Run a step unless its output exists; record its wall time in `record` right away,
+    so an interrupted recipe keeps the timings of the steps it finished."""
     if done:
         log.info("%s: already done, skipping", name)
         return
@@ -31,6 +33,10 @@ def run_step(name: str, done: bool, fn, timings: dict) -> None:
     fn()
     timings[name] = round(time.perf_counter() - t0, 1)
     log.info("%s: %.0f s", name, timings[name])
+    saved = json.loads(record.read_text()) if record.exists() else {}
+    saved.setdefault("timings_s", {})[name] = timings[name]
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(saved, indent=2) + "\n")
 
 
 def ship(checkpoint: Path, target: Path = SHIPPED) -> None:
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/default")
     p.add_argument("--chat-limit", type=int, default=80, help="records judged with the full chat")
+    p.add_argument("--stage2-steps", type=int, default=None, help="LoRA steps (default: the stage's)")
     p.add_argument("--no-ship", action="store_true", help="do not copy into assets/")
     p.add_argument("--fresh", action="store_true", help="redo every step")
     p.add_argument("--smoke", action="store_true", help="tiny data, a few steps (CI)")
@@ -65,17 +72,20 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out, ignore_errors=True)
     n = 48 if args.smoke else args.n
     smoke = ["--smoke"] if args.smoke else []
+    steps2 = ["--max-steps", str(args.stage2_steps)] if args.stage2_steps else []
     timings: dict[str, float] = {}
+    record = out / "recipe.json"
     run_step("data", (data / "summary.json").exists() and not args.fresh,
              lambda: (generate_dataset(data, n=n, seed=args.seed, progress=True),
-                      make_figstep_eval(data / "figstep_eval", args.seed)), timings)
+                      make_figstep_eval(data / "figstep_eval", args.seed)), timings, record)
     run_step("stage1", (out / "stage1" / WEIGHTS_FILE).exists(),
              lambda: stage1_safety.main(["--data", str(data), "--out", str(out / "stage1"),
-                                         "--seed", str(args.seed), *smoke]), timings)
+                                         "--seed", str(args.seed), *smoke]), timings, record)
     run_step("stage2", (out / "stage2" / ADAPTER_DIR).exists(),
              lambda: stage2_finetune.main(["--init", str(out / "stage1"), "--data", str(data),
-                                           "--out", str(out / "stage2"), "--seed", str(args.seed), *smoke]),
-             timings)
+                                           "--out", str(out / "stage2"), "--seed", str(args.seed),
+                                           *steps2, *smoke]),
+             timings, record)
     eval_dir = out / "eval"
     try:
         from safevlm import eval as evaluation
@@ -87,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                      "--out", str(eval_dir), "--chat-limit", str(4 if args.smoke else args.chat_limit)]
         from safevlm.cli import main as cli_main
 
-        run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings)
-    recipe = {"timings_s": timings, "n": n, "seed": args.seed, "data": str(data), "out": str(out)}
-    previous = out / "recipe.json"
-    if previous.exists():  # keep timings of steps skipped in this run
-        recipe["timings_s"] = {**json.loads(previous.read_text()).get("timings_s", {}), **timings}
-    previous.write_text(json.dumps(recipe, indent=2) + "\n")
+        run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings, record)
+    saved = json.loads(record.read_text()) if record.exists() else {}
+    saved.update({"n": n, "seed": args.seed, "data": str(data), "out": str(out),
+                  "stage2_steps": args.stage2_steps, "chat_limit": args.chat_limit})
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(saved, indent=2) + "\n")
     if not args.no_ship and not args.smoke:
         ship(out / "stage2")
         from train.model_card import write_model_card
