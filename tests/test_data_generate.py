@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safevlm.data import fonts, generate, kinds, photos, render, texts
+from safevlm.data import cli, fonts, generate, kinds, photos, render, texts
 from safevlm.data.schema import Record, read_jsonl
 from safevlm.taxonomy import load_taxonomy
 
@@ -173,7 +173,7 @@ def test_fill_responses_replaces_only_helpful_safe_answers(small_set, taxonomy):
 
 
 def test_main_writes_a_set_and_prints_the_summary(tmp_path, capsys):
-    assert generate.main(["--out", str(tmp_path), "--n", "12", "--seed", "2"]) == 0
+    assert cli.main(["--out", str(tmp_path), "--n", "12", "--seed", "2"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["records"] == 12
     assert (tmp_path / "train.jsonl").is_file() and (tmp_path / "summary.json").is_file()
@@ -181,7 +181,7 @@ def test_main_writes_a_set_and_prints_the_summary(tmp_path, capsys):
 
 def test_main_help_exits_zero():
     with pytest.raises(SystemExit) as stop:
-        generate.main(["--help"])
+        cli.main(["--help"])
     assert stop.value.code == 0
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from safevlm.data.render import DocumentContent
+from safevlm.data.render.documents import DocumentContent
 from safevlm.data.texts import load_data_file
 
 SAFE_ALTERNATIVES = {"loyalty": "loyalty_cards", "menu": "menus", "product": "products"}

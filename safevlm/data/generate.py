@@ -1,13 +1,12 @@
 """Generates the offline training set (images + train/val/test JSONL + summary.json) from the
 project's text data, fonts, layouts, documents, emoji and photos; and the FigStep-like eval.
 
-Owns planning, parallel writing and summaries; each kind's records come from `kinds`.
-Usage: python -m safevlm.data.generate --out data/gen --n 2000 --seed 0
+Owns planning, parallel writing and summaries; each kind's records come from `kinds`, the
+command line (python -m safevlm.data.generate --out data/gen --n 2000) from `cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import multiprocessing
@@ -30,10 +29,9 @@ from safevlm.data.kinds import (
     RISKY_TARGET_KINDS,
     Sources,
     UnitPlan,
-    helpful_response,
-    pick,
-    refusal_response,
 )
+from safevlm.data.kinds.answers import helpful_response, refusal_response
+from safevlm.data.kinds.draws import pick
 from safevlm.data.schema import SPLITS, DataError, Record, write_jsonl
 from safevlm.data.texts import Request, choose_variant, figstep_phrasings, phrase, prompt_set
 from safevlm.taxonomy import Taxonomy, load_taxonomy
@@ -321,47 +319,7 @@ def _figstep_record(
     )
 
 
-# ---------------------------------------------------------------- CLI
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m safevlm.data.generate",
-        description="Generate the SafeVLM offline training set (images + JSONL).",
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--n", type=int, default=2000, help="number of records")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
-    parser.add_argument(
-        "--figstep-eval",
-        action="store_true",
-        help="also write the FigStep-like eval set into OUT/figstep_eval",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        summary = generate_dataset(
-            args.out, n=args.n, seed=args.seed, workers=args.workers, progress=True
-        )
-        if args.figstep_eval:
-            summary["figstep_eval"] = make_figstep_eval(Path(args.out) / "figstep_eval", args.seed)
-    except DataError as e:
-        parser.exit(2, f"error: {e}\n")
-    print(
-        json.dumps(
-            {
-                k: summary[k]
-                for k in ("records", "by_split", "by_type", "by_level", "by_kind", "seconds")
-                if k in summary
-            },
-            indent=2,
-        )
-    )
-    if "figstep_eval" in summary:
-        print(json.dumps({"figstep_eval": summary["figstep_eval"]}, indent=2))
-    return 0
-
-
 if __name__ == "__main__":
+    from safevlm.data.cli import main
+
     raise SystemExit(main())

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from safevlm.data.schema import DataError, Record, check_labels
+from safevlm.data.schema import DataError, Record, check_labels, read_json_file, read_lines
 from safevlm.data.texts import DATA_DIR
 from safevlm.taxonomy import Taxonomy, load_taxonomy
 
@@ -28,12 +29,32 @@ def normalize_name(name: str) -> str:
 
 def load_mapping(path: str | Path | None = None) -> dict:
     path = Path(path) if path else DEFAULT_MAPPING_PATH
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"category map not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+    return read_json_file(path, missing=f"category map not found: {path}")
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every entry of one loaded file is read with."""
+
+    root: Path  # folder that relative image paths are resolved against
+    taxonomy: Taxonomy
+    mapping: dict
+    split: str
+    check_images: bool
+
+
+def _settings(
+    path: Path,
+    image_root: str | Path | None,
+    taxonomy: Taxonomy | None,
+    mapping: dict | None,
+    split: str,
+    check_images: bool,
+) -> _Settings:
+    root = Path(image_root) if image_root else path.parent
+    return _Settings(
+        root, taxonomy or load_taxonomy(), mapping or load_mapping(), split, check_images
+    )
 
 
 def _resolve_image(image: str, root: Path, where: str, check_images: bool) -> str:
@@ -91,46 +112,30 @@ def load_vlguard(
     Image paths are resolved against image_root (default: the JSON's folder).
     """
     path = Path(path)
-    taxonomy = taxonomy or load_taxonomy()
-    mapping = mapping or load_mapping()
-    root = Path(image_root) if image_root else path.parent
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+    settings = _settings(path, image_root, taxonomy, mapping, split, check_images)
+    entries = read_json_file(path)
     if not isinstance(entries, list):
         raise DataError(f"{path}: expected a JSON list of entries")
     records = []
     for number, entry in enumerate(entries):
-        where = f"{path}[{number}]"
-        records += _vlguard_entry(entry, where, root, taxonomy, mapping, split, check_images)
+        records += _vlguard_entry(entry, f"{path}[{number}]", settings)
     log.info("loaded %d records from %s", len(records), path)
     return records
 
 
-def _vlguard_entry(
-    entry: dict,
-    where: str,
-    root: Path,
-    taxonomy: Taxonomy,
-    mapping: dict,
-    split: str,
-    check_images: bool,
-) -> list[Record]:
+def _vlguard_entry(entry: dict, where: str, settings: _Settings) -> list[Record]:
     try:
         image, safe_image, pairs = entry["image"], bool(entry["safe"]), entry["instr-resp"]
     except (KeyError, TypeError) as e:
         raise DataError(f"{where}: missing key {e}") from None
-    image = _resolve_image(image, root, where, check_images)
+    image = _resolve_image(image, settings.root, where, settings.check_images)
     category, subcategory = entry.get("harmful_category"), entry.get("harmful_subcategory")
     records = []
     for turn, item in enumerate(pairs):
         here = f"{where}.instr-resp[{turn}]"
         instruction, kind = _vlguard_instruction(item, here)
         type_name, level, guessed = _vlguard_turn_label(
-            kind, safe_image, category, subcategory, mapping, taxonomy, here
+            kind, safe_image, category, subcategory, settings.mapping, settings.taxonomy, here
         )
         meta = {
             "id": entry.get("id"),
@@ -148,7 +153,7 @@ def _vlguard_entry(
                 type_name,
                 level,
                 "vlguard",
-                split,
+                settings.split,
                 str(entry.get("id", where)),
                 meta,
             )
@@ -248,40 +253,16 @@ def load_paper_jsonl(
     One record per human/gpt turn pair; turns of one line share a `group`.
     """
     path = Path(path)
-    taxonomy = taxonomy or load_taxonomy()
-    mapping = mapping or load_mapping()
-    root = Path(image_root) if image_root else path.parent
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+    settings = _settings(path, image_root, taxonomy, mapping, split, check_images)
     records = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         if line.strip():
-            records += _paper_line(
-                line,
-                f"{path}:{number}",
-                f"{path.stem}:{number}",
-                root,
-                taxonomy,
-                mapping,
-                split,
-                check_images,
-            )
+            records += _paper_line(line, f"{path}:{number}", f"{path.stem}:{number}", settings)
     log.info("loaded %d records from %s", len(records), path)
     return records
 
 
-def _paper_line(
-    line: str,
-    where: str,
-    group: str,
-    root: Path,
-    taxonomy: Taxonomy,
-    mapping: dict,
-    split: str,
-    check_images: bool,
-) -> list[Record]:
+def _paper_line(line: str, where: str, group: str, settings: _Settings) -> list[Record]:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as e:
@@ -291,13 +272,13 @@ def _paper_line(
         conversations = data["conversations"]
     except (KeyError, TypeError) as e:
         raise DataError(f"{where}: missing key {e}") from None
-    type_name = paper_type(safe_type, mapping, taxonomy, where)
+    type_name = paper_type(safe_type, settings.mapping, settings.taxonomy, where)
     try:
         level = int(level)
     except (TypeError, ValueError):
         raise DataError(f"{where}: safe_level must be an integer, got {level!r}") from None
-    _checked(type_name, level, taxonomy, where)
-    image = _resolve_image(str(image), root, where, check_images)
+    _checked(type_name, level, settings.taxonomy, where)
+    image = _resolve_image(str(image), settings.root, where, settings.check_images)
     return [
         Record(
             image,
@@ -306,7 +287,7 @@ def _paper_line(
             type_name,
             level,
             "paper",
-            split,
+            settings.split,
             group,
             {"paper_safe_type": safe_type},
         )

@@ -1,7 +1,8 @@
 """The training-data record: one JSONL line `{image, prompt, response, type, level, source,
 split}` (+ optional `group` and `meta`), with validation against the taxonomy.
 
-Owns reading, checking and writing records; not how they are made (`generate`, `loaders`).
+Owns reading (data files raise DataError naming the file), checking and writing records;
+not how they are made (`generate`, `loaders`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,25 @@ def record_from_dict(data: object, taxonomy: Taxonomy, base_dir: Path | None = N
     )
 
 
+def read_json_file(path: Path, missing: str | None = None) -> object:
+    """The parsed JSON of a file; DataError `missing` (default "PATH: file not found") when it
+    does not exist, and one naming the file when it is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(missing or f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a text file (UTF-8); DataError naming the file when it does not exist."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+
+
 def read_jsonl(
     path: str | Path, taxonomy: Taxonomy | None = None, check_images: bool = True
 ) -> list[Record]:
@@ -110,12 +130,8 @@ def read_jsonl(
     """
     path = Path(path)
     taxonomy = taxonomy or load_taxonomy()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
     records = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         records.append(_parse_line(path, number, line, taxonomy, check_images))

@@ -7,7 +7,6 @@ Owns reading and checking those files, the hash split and `fill_responses`; not 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from safevlm.data.schema import DataError, Record, check_labels
+from safevlm.data.schema import DataError, Record, check_labels, read_json_file
 from safevlm.taxonomy import ASSETS_DIR, Taxonomy, load_taxonomy
 
 DATA_DIR = ASSETS_DIR / "data"
@@ -94,12 +93,7 @@ def hash_fraction(key: str) -> float:
 def load_data_file(name: str, data_dir: Path = DATA_DIR) -> dict:
     """Read one JSON file of assets/data/ (cached; treat the result as read-only)."""
     path = Path(data_dir) / name
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"data file not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+    return read_json_file(path, missing=f"data file not found: {path}")
 
 
 def _short_id(text: str) -> str:
