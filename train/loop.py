@@ -143,6 +143,7 @@ def train(module: nn.Module, batches: Callable[[int], Iterator], loss_fn: Callab
                 break
         epoch += 1
     bar.close()
+    accelerator.save_state(str(state_dir))  # a resumed finished run restarts from its end
     module.eval()
     result.seconds = time.perf_counter() - t0
     _write_metrics(metrics_path, name, cfg, result, num_examples)
