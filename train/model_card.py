@@ -73,11 +73,16 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
     results = _load(run / "eval" / "eval.json")
     model = results.get("model", {})
     timings = recipe.get("timings_s", {})
+    adapter = bool(model.get("adapter"))
     lines = [
         "# SafeVLM default checkpoint (tiny base)", "",
-        "Safety modules (safety projector, safety tokens sets 1 and 2, safety head) and a LoRA "
-        "adapter for the offline `tiny` base: SmolLM2-135M-Instruct + EfficientNet-Lite0 + "
-        "RapidOCR. Files: `safevlm_config.json`, `safety_modules.safetensors`, `adapter/`.", "",
+        "Safety modules (safety projector, safety tokens sets 1 and 2, safety head)"
+        + (" and a LoRA adapter" if adapter else "") + " for the offline `tiny` base: "
+        "SmolLM2-135M-Instruct + EfficientNet-Lite0 + RapidOCR. Files: `safevlm_config.json`, "
+        "`safety_modules.safetensors`" + (", `adapter/`" if adapter else "") + ".", "",
+        *([] if adapter else [
+            "This checkpoint is stage 1 only: no stage 2 LoRA adapter is shipped yet, so flagged "
+            "answers are conditioned by the hint and safety tokens on the unmodified LLM.", ""]),
         "## Intended use", "",
         "A research and demo checkpoint: it flags risky image+text requests in the paper's "
         "taxonomy (politics, illegal risk, insults, fairness, privacy, misleading; levels 0-3) "
@@ -89,9 +94,9 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         f"- Stage 1 (base frozen; weighted CE on the head, LM loss for safety tokens set 2): "
         f"{stage1.get('train_examples', 'n/a')} examples, safety loss weight {stage1.get('weight', 'n/a')}; "
         f"validation: {json.dumps(stage1.get('val', {}))}.",
-        f"- Stage 2 (LoRA {json.dumps(stage2.get('lora', {}))}): {stage2.get('examples', 'n/a')} examples "
-        f"({stage2.get('risky', 'n/a')} risky, {stage2.get('clean', 'n/a')} clean), {stage2.get('steps', 'n/a')} steps, "
-        f"final loss {_num(stage2.get('final_loss'))}.",
+        (f"- Stage 2 (LoRA {json.dumps(stage2.get('lora', {}))}): {stage2.get('examples', 'n/a')} examples "
+         f"({stage2.get('risky', 'n/a')} risky, {stage2.get('clean', 'n/a')} clean), {stage2.get('steps', 'n/a')} "
+         f"steps, final loss {_num(stage2.get('final_loss'))}." if stage2 else "- Stage 2: not part of this checkpoint."),
         "- Wall time on 2 CPU cores: " + (", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
                                           or "n/a") + ".",
         "- Reproduce: `make train` (seeded).", "",
