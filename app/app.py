@@ -26,7 +26,7 @@ from safevlm.store import Store, StoreError  # noqa: E402
 
 log = logging.getLogger("safevlm.app")
 
-QUEUE_SIZE = 16  # waiting turns beyond this get "queue full" instead of a long wait
+QUEUE_SIZE = 64  # waiting turns beyond this get "queue full" instead of a very long wait
 
 
 def build_app(engine: ChatEngine, store: Store, settings: AppSettings | None = None) -> gr.Blocks:

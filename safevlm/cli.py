@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Callable]:
     """Commands that live beside their feature (eval, scan) register themselves here."""
     registers = []
-    for module in ("safevlm.eval",):
+    for module in ("safevlm.eval", "safevlm.scan"):
         try:
             mod = __import__(module, fromlist=["register_cli"])
         except ImportError:

@@ -35,6 +35,12 @@ ADAPTER_DIR = "adapter"
 MAX_QUERY_TOKENS = 256
 
 
+def _one_line(error: Exception, limit: int = 300) -> str:
+    """An exception's text on one line, cut to `limit` characters: for one-line CLI/app errors."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded onto this base; the message says what to pass."""
 
@@ -317,22 +323,28 @@ class SafeVLM(nn.Module):
             config = SafeVLMConfig.from_json(config_path)
         except (ValueError, TypeError, TaxonomyError) as e:
             raise CheckpointError(f"{config_path}: unreadable config ({e})") from None
-        model = cls(base, config)
+        try:
+            model = cls(base, config)
+        except (ValueError, AssertionError, RuntimeError) as e:
+            raise CheckpointError(f"{config_path}: the config does not fit this base ({_one_line(e)})") from None
         try:
             state = load_file(str(weights_path))
         except Exception as e:  # safetensors raises its own error types for corrupt files
-            raise CheckpointError(f"{weights_path}: corrupt or unreadable weights ({e})") from None
+            raise CheckpointError(f"{weights_path}: corrupt or unreadable weights ({_one_line(e)})") from None
         try:
             model.load_state_dict({k: v.to(model.device, torch.float32) for k, v in state.items()})
         except RuntimeError as e:
             raise CheckpointError(
-                f"{weights_path} does not fit the modules built from its config: {str(e)[:300]}"
+                f"{weights_path} does not fit the modules built from its config: {_one_line(e)}"
             ) from None
         adapter = directory / ADAPTER_DIR
         if load_adapter and (adapter / "adapter_config.json").exists():
             from peft import PeftModel
 
-            base.lm = PeftModel.from_pretrained(base.lm, str(adapter))
+            try:
+                base.lm = PeftModel.from_pretrained(base.lm, str(adapter))
+            except Exception as e:  # peft raises JSON, safetensors, key and shape errors
+                raise CheckpointError(f"{adapter}: unreadable LoRA adapter ({_one_line(e)})") from None
             base.lm.eval()
             log.info("loaded LoRA adapter from %s", adapter)
         return model.eval()

@@ -1,0 +1,775 @@
+"""`safevlm scan`: the safety head over a whole dataset (a folder of images, a training JSONL
+or a LLaVA-style JSON) to find risky content, as the paper did with open multimodal sets.
+
+Owns reading those inputs, the resumable scan.csv and the scan.html report; not the model
+(`engine`), the decision rule (`policy`) or the training schema (`data.schema`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from safevlm.policy import Thresholds, decide
+from safevlm.taxonomy import Taxonomy
+
+if TYPE_CHECKING:  # torch and the model load only when a scan runs, not for `safevlm --help`
+    from safevlm.engine import ChatEngine, Verdict
+    from safevlm.images import LoadedImage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROMPT = "Describe this image."  # = safevlm.engine.DEFAULT_PROMPT, without importing torch
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+CSV_NAME, HTML_NAME, SETTINGS_NAME, THUMBS_DIR = "scan.csv", "scan.html", "scan.json", "thumbs"
+THUMB_SIDE = 128
+MAX_CELL_CHARS = 10_000  # well under csv's default field limit (131072) when read back
+TEXT_COLUMNS = ("key", "image", "prompt", "reader_text", "error")
+
+
+class ScanError(ValueError):
+    """An input or output folder the scan cannot use; the message says what to pass instead."""
+
+
+@dataclass(frozen=True)
+class ScanItem:
+    """One thing to classify: `key` (a relative path or the dataset's id) names its CSV row."""
+
+    key: str
+    image: Path | None
+    prompt: str
+
+
+@dataclass
+class ScanResult:
+    """What one run did (`scanned` items, of which `errors` unreadable, in `seconds`) and
+    what the whole CSV now holds (`rows`, `flagged`, `unreadable`)."""
+
+    csv_path: Path
+    html_path: Path
+    skipped: int  # already in the CSV from an earlier run
+    scanned: int
+    errors: int
+    seconds: float
+    rows: int
+    flagged: int
+    unreadable: int
+
+    @property
+    def images_per_second(self) -> float:
+        return self.scanned / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        classified = self.rows - self.unreadable
+        share = f" ({self.flagged / classified:.1%})" if classified else ""
+        return (
+            f"scan: {self.rows} items in {self.csv_path} ({self.scanned} new, {self.skipped} "
+            f"already done), {self.unreadable} unreadable; {self.flagged} of {classified} flagged"
+            f"{share}; {self.images_per_second:.2f} images/s ({self.scanned} in "
+            f"{self.seconds:.1f} s); report: {self.html_path}"
+        )
+
+
+# ---------------------------------------------------------------------- inputs
+
+
+def find_items(
+    path: str | Path,
+    prompt: str | None = None,
+    image_root: str | Path | None = None,
+    taxonomy: Taxonomy | None = None,
+) -> list[ScanItem]:
+    """The items of a folder of images (recursive), a JSONL in the training schema or a
+    LLaVA-style JSON. `prompt` replaces the records' own prompts (a folder has none: the
+    default is "Describe this image."); relative image paths resolve against `image_root`,
+    else the file's folder."""
+    path = Path(path)
+    if path.is_dir():
+        items = folder_items(path, prompt)
+    elif path.suffix.lower() == ".jsonl":
+        items = jsonl_items(path, prompt, image_root, taxonomy)
+    elif path.suffix.lower() == ".json":
+        items = llava_items(path, prompt, image_root)
+    elif not path.exists():
+        raise ScanError(f"{path}: not found; pass a folder of images, a .jsonl or a LLaVA .json")
+    else:
+        raise ScanError(
+            f"{path}: expected a folder of images, a .jsonl in the training schema "
+            "or a LLaVA-style .json"
+        )
+    return _unique_keys(items)
+
+
+def folder_items(folder: Path, prompt: str | None = None) -> list[ScanItem]:
+    """Every image file under `folder`, sorted; hidden files and folders (".git", macOS's
+    "._name.jpg" twins) are not part of a dataset."""
+    paths = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
+    return [ScanItem(p.relative_to(folder).as_posix(), p, prompt or DEFAULT_PROMPT) for p in paths]
+
+
+def jsonl_items(
+    path: Path,
+    prompt: str | None = None,
+    image_root: str | Path | None = None,
+    taxonomy: Taxonomy | None = None,
+) -> list[ScanItem]:
+    """Records of `safevlm.data.schema`; a missing image becomes an error row, not a stop.
+    Records may share an image (contrastive pairs), so the key adds the record's number."""
+    from safevlm.data.schema import read_jsonl
+
+    records = read_jsonl(path, taxonomy, check_images=False)
+    return [
+        ScanItem(
+            f"{r.image}#{n}",
+            Path(image_root) / r.image if image_root else r.image_path,
+            prompt or r.prompt or DEFAULT_PROMPT,
+        )
+        for n, r in enumerate(records, start=1)
+    ]
+
+
+def llava_items(
+    path: Path, prompt: str | None = None, image_root: str | Path | None = None
+) -> list[ScanItem]:
+    """A list of {"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."}]};
+    the prompt is the first human turn without its <image> tag. An entry without an image
+    (the text-only part of LLaVA's mix) is classified without one."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScanError(f"{path}: cannot read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ScanError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(entries, list):
+        raise ScanError(
+            f"{path}: expected a LLaVA-style JSON list of "
+            '{"id", "image", "conversations"} objects'
+        )
+    root = Path(image_root) if image_root else path.parent
+    items = []
+    for n, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise ScanError(f"{path}: entry {n} is a {type(entry).__name__}, not an object")
+        image = entry.get("image")
+        if isinstance(image, list):  # multi-image entries: the head reads one image
+            image = image[0] if image else None
+        key = str(entry["id"]) if entry.get("id") not in (None, "") else f"{image}#{n}"
+        items.append(
+            ScanItem(
+                key,
+                root / str(image) if image else None,
+                prompt or _first_human_turn(entry.get("conversations")) or DEFAULT_PROMPT,
+            )
+        )
+    return items
+
+
+def _first_human_turn(conversations) -> str:
+    for message in conversations if isinstance(conversations, list) else ():
+        if isinstance(message, dict) and message.get("from") == "human":
+            return str(message.get("value") or "").replace("<image>", "").strip()
+    return ""
+
+
+def _unique_keys(items: list[ScanItem]) -> list[ScanItem]:
+    """Resume finds rows by key, so two items must never share one (LLaVA mixes repeat ids)."""
+    seen: Counter[str] = Counter()
+    unique = []
+    for item in items:
+        seen[item.key] += 1
+        if seen[item.key] > 1:
+            item = ScanItem(f"{item.key}#dup{seen[item.key]}", item.image, item.prompt)
+        unique.append(item)
+    return unique
+
+
+# ---------------------------------------------------------------------- scan.csv
+
+
+def csv_columns(taxonomy: Taxonomy) -> list[str]:
+    return [
+        "key",
+        "image",
+        "prompt",
+        "decision",
+        "type",
+        "level",
+        "flagged",
+        *(f"p_{t}" for t in taxonomy.types),
+        *(f"p_level_{k}" for k in range(len(taxonomy.levels))),
+        "reader_text",
+        "error",
+    ]
+
+
+def _cell(text: str) -> str:
+    # A prompt or file name starting with = + - @ would run as a formula in a spreadsheet.
+    text = text[:MAX_CELL_CHARS]
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def verdict_row(item: ScanItem, verdict: Verdict, taxonomy: Taxonomy) -> dict:
+    d = verdict.decision
+    row = {
+        "key": item.key,
+        "image": str(item.image or ""),
+        "prompt": item.prompt,
+        "decision": d.action,
+        "type": d.type,
+        "level": d.level,
+        "flagged": int(d.flagged),
+        "reader_text": verdict.reader_text,
+        "error": "",
+    }
+    row.update({f"p_{t}": f"{verdict.type_probs[t]:.5f}" for t in taxonomy.types})
+    row.update({f"p_level_{k}": f"{p:.5f}" for k, p in enumerate(verdict.level_probs)})
+    return row
+
+
+def error_row(item: ScanItem, message: str) -> dict:
+    return {
+        "key": item.key,
+        "image": str(item.image or ""),
+        "prompt": item.prompt,
+        "error": " ".join(message.split()),
+    }
+
+
+def read_rows(csv_path: Path, columns: Sequence[str]) -> list[dict]:
+    """The complete rows of a scan.csv. A row cut short by a killed run (fewer fields, or a
+    last line without its newline) is dropped and the file rewritten without it."""
+    if not csv_path.is_file() or csv_path.stat().st_size == 0:
+        return []
+    text = csv_path.read_text(encoding="utf-8")
+    rows = list(csv.reader(text.splitlines(keepends=True)))
+    if rows[0] != list(columns):
+        raise ScanError(
+            f"{csv_path} has other columns than this taxonomy's scan; pass another "
+            "--out, or delete it to start over"
+        )
+    kept = [r for r in rows[1:] if len(r) == len(columns)]
+    if not text.endswith("\n") and kept and len(rows[-1]) == len(columns):
+        kept.pop()
+    if len(kept) != len(rows) - 1:
+        log.warning(
+            "%s: dropping %d incomplete row(s) left by an interrupted scan",
+            csv_path,
+            len(rows) - 1 - len(kept),
+        )
+        tmp = csv_path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f, lineterminator="\n").writerows([columns, *kept])
+        os.replace(tmp, csv_path)
+    return [dict(zip(columns, r, strict=True)) for r in kept]
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    """A resumed scan must classify the rest the same way as the rows already written."""
+    path = out / SETTINGS_NAME
+    if path.is_file() and (out / CSV_NAME).is_file():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(
+            k for k in settings.keys() | earlier.keys() if settings.get(k) != earlier.get(k)
+        )
+        if changed:
+            raise ScanError(
+                f"{out / CSV_NAME} was written with other settings ({', '.join(changed)} "
+                "differ); pass another --out, or delete it to start over"
+            )
+    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------- the scan
+
+
+def scan(
+    engine: ChatEngine,
+    items: Sequence[ScanItem],
+    out: str | Path,
+    thresholds: Thresholds | str | dict | None = None,
+    batch_size: int = 16,
+    top: int = 50,
+    progress: bool = True,
+    source: str = "",
+) -> ScanResult:
+    """Classify every item not already in OUT/scan.csv, `batch_size` at a time, appending (and
+    flushing) one row per item as it goes, then write OUT/scan.html from the whole CSV. An
+    unreadable image or unusable prompt becomes a row with `error` set. `source` names the
+    input and prompt: a resumed scan must have the same, and the same model and thresholds."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    taxonomy = engine.taxonomy
+    thresholds = engine.thresholds(thresholds)
+    columns = csv_columns(taxonomy)
+    csv_path = out / CSV_NAME
+    _check_settings(
+        out,
+        {
+            "source": source,
+            "model": engine.describe().get("base"),
+            "checkpoint": engine.checkpoint_id,
+            "reader": engine.reader is not None,
+            "thresholds": thresholds.to_dict(),
+        },
+    )
+    done = {row["key"] for row in read_rows(csv_path, columns)}
+    pending = [item for item in items if _cell(item.key) not in done]
+    if pending and engine.reader is not None:
+        _warm_up(engine)
+    errors = 0
+    start = time.perf_counter()
+    with (
+        csv_path.open("a", newline="", encoding="utf-8") as f,
+        tqdm(
+            total=len(pending), desc="scan", unit="img", disable=not progress, dynamic_ncols=True
+        ) as bar,
+    ):
+        writer = csv.DictWriter(f, columns, lineterminator="\n", restval="")
+        if f.tell() == 0:
+            writer.writeheader()
+        for rows in _classified_batches(engine, pending, batch_size, thresholds, PREFETCH):
+            for row in rows:
+                errors += bool(row["error"])
+                writer.writerow({k: _cell(v) if k in TEXT_COLUMNS else v for k, v in row.items()})
+                f.flush()
+                bar.update()
+    seconds = time.perf_counter() - start
+    rows = read_rows(csv_path, columns)
+    html_path = write_report(rows, out, taxonomy, top, thresholds)
+    return ScanResult(
+        csv_path,
+        html_path,
+        len(items) - len(pending),
+        len(pending),
+        errors,
+        seconds,
+        len(rows),
+        sum(r["flagged"] == "1" for r in rows),
+        sum(bool(r["error"]) for r in rows),
+    )
+
+
+PREFETCH = True
+
+
+def _classified_batches(engine, pending, batch_size, thresholds, prefetch):
+    """CSV rows, one list per batch. The per-image work (decoding, vision, OCR) of the next
+    batch runs on a second thread while this batch's LLM query pass runs here."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+    if not prefetch:
+        for batch in batches:
+            yield classify_read(engine, read_items(engine, batch), thresholds)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-read") as ahead:
+        future = ahead.submit(read_items, engine, batches[0]) if batches else None
+        for k in range(len(batches)):
+            read = future.result()
+            if k + 1 < len(batches):
+                future = ahead.submit(read_items, engine, batches[k + 1])
+            yield classify_read(engine, read, thresholds)
+
+
+def _warm_up(engine: ChatEngine) -> None:
+    """Load the reader's models before the clock starts: images/s measures the scan, not the
+    one-off model load (like the engine's own, outside the timing too)."""
+    from PIL import Image
+
+    engine.reader.read(Image.new("RGB", (32, 32), "white"))
+
+
+@dataclass
+class _Read:
+    """An item after its per-image work: the engine's prepared features and reader text, or
+    the reason it cannot be classified."""
+
+    item: ScanItem
+    prompt: str = ""
+    prepared: object = None
+    error: str = ""
+
+
+def read_items(engine: ChatEngine, items: Sequence[ScanItem]) -> list[_Read]:
+    """Decode each image, clean its prompt, then vision and reader through `engine.prepare`."""
+    from safevlm.engine import PromptError, clean_prompt
+    from safevlm.images import ImageError, load_image
+
+    read = []
+    for item in items:
+        try:
+            image = load_image(item.image) if item.image is not None else None
+            prompt = clean_prompt(item.prompt)
+        except (ImageError, PromptError) as e:
+            read.append(_Read(item, error=str(e)))
+            continue
+        except OSError as e:  # permissions, I/O: load_image only checks that the file exists
+            read.append(_Read(item, error=f"{item.image}: cannot read ({e.strerror or e})"))
+            continue
+        read.append(_Read(item, prompt, engine.prepare(image)))
+    return read
+
+
+def classify_read(engine: ChatEngine, read: Sequence[_Read], thresholds: Thresholds) -> list[dict]:
+    """CSV rows for a batch, in order: a verdict each (one batched head pass), or the error."""
+    ready = [r for r in read if not r.error]
+    verdicts = iter(
+        _classify_prepared(
+            engine, [r.prepared for r in ready], [r.prompt for r in ready], thresholds
+        )
+        if ready
+        else ()
+    )
+    return [
+        error_row(r.item, r.error)
+        if r.error
+        else verdict_row(r.item, next(verdicts), engine.taxonomy)
+        for r in read
+    ]
+
+
+def classify_batch(
+    engine: ChatEngine,
+    images: Sequence[LoadedImage | None],
+    prompts: Sequence[str],
+    thresholds: Thresholds,
+) -> list[Verdict]:
+    """`engine.classify` for many (image, prompt) pairs at once: vision and reader per image
+    through `engine.prepare` (cached by content), then one LLM query pass and one safety-head
+    pass for the whole batch, the costly part when run one by one. The tokenizer pads on the
+    right, so a batched verdict equals the single one up to float rounding."""
+    from safevlm.engine import clean_prompt
+
+    prepared = [engine.prepare(image) for image in images]
+    return _classify_prepared(engine, prepared, [clean_prompt(p) for p in prompts], thresholds)
+
+
+def _classify_prepared(
+    engine: ChatEngine, prepared: Sequence, prompts: Sequence[str], thresholds: Thresholds
+) -> list[Verdict]:
+    import torch
+
+    from safevlm.engine import Verdict
+    from safevlm.model import ImageFeatures
+
+    model, taxonomy = engine.model, engine.taxonomy
+    start = time.perf_counter()
+    with torch.no_grad():
+        queries, mask = model.get_safety_queries(
+            [
+                model.safety_query_text(prompt, p.reader_text)
+                for prompt, p in zip(prompts, prepared, strict=True)
+            ]
+        )
+        # The head reads only the vision grid; the LLM's image embeds are not needed here.
+        grid = torch.cat([p.features.grid for p in prepared])
+        out = model.classify_safety(
+            ImageFeatures(
+                grid,
+                grid.new_zeros(len(prepared), 0, 1),
+                grid.new_zeros(len(prepared), 0, dtype=torch.bool),
+            ),
+            queries,
+            mask,
+        )
+    head_ms = (time.perf_counter() - start) * 1000 / len(prepared)
+    verdicts = []
+    for k, p in enumerate(prepared):
+        type_probs = dict(zip(taxonomy.types, out.type_probs[k].tolist(), strict=True))
+        level_probs = out.level_probs[k].tolist()
+        decision = decide(type_probs, level_probs, taxonomy, thresholds)
+        verdicts.append(
+            Verdict(type_probs, level_probs, decision, p.reader_text, {**p.ms, "classify": head_ms})
+        )
+    return verdicts
+
+
+# ---------------------------------------------------------------------- scan.html
+
+
+def write_report(
+    rows: Sequence[dict],
+    out: Path,
+    taxonomy: Taxonomy,
+    top: int = 50,
+    thresholds: Thresholds | None = None,
+) -> Path:
+    """scan.html: counts per type and level, the flagged share, and the `top` items by
+    1 - P(safe) with thumbnails (small JPEGs in OUT/thumbs/) and their type bars."""
+    ok = [r for r in rows if not r["error"]]
+    failed = [r for r in rows if r["error"]]
+    flagged = sum(r["flagged"] == "1" for r in ok)
+    labels = dict(zip(taxonomy.types, taxonomy.type_labels, strict=True))
+    safe_col = f"p_{taxonomy.safe_type}"
+    ranked = sorted(ok, key=lambda r: float(r[safe_col]))[:top]
+    by_type = Counter(r["type"] for r in ok)
+    by_level = Counter(int(r["level"]) for r in ok)
+    by_action = Counter(r["decision"] for r in ok)
+    e = _esc
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>SafeVLM scan</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>SafeVLM scan</h1>",
+        f"<p>{len(rows)} items: {len(ok)} classified, {len(failed)} unreadable. "
+        f"<b>{flagged}</b> flagged ({_share(flagged, len(ok))}): "
+        + ", ".join(f"{e(a)} {by_action.get(a, 0)}" for a in ("allow", "caution", "refuse"))
+        + ".</p>",
+    ]
+    if thresholds is not None:
+        parts.append(f"<p class='muted'>thresholds: {e(json.dumps(thresholds.to_dict()))}</p>")
+    parts += [
+        "<div class='cols'>",
+        _count_table(
+            "Decision type", [(labels[t], by_type.get(t, 0)) for t in taxonomy.types], len(ok)
+        ),
+        _count_table(
+            "Decision level",
+            [(taxonomy.level_labels[k], by_level.get(k, 0)) for k in range(len(taxonomy.levels))],
+            len(ok),
+        ),
+        "</div>",
+        f"<h2>Top {len(ranked)} by 1 &minus; P({e(labels[taxonomy.safe_type])})</h2>",
+        "<table class='top'><tr><th>#</th><th>image</th><th>risk</th><th>decision</th>"
+        "<th>item</th><th>P(type)</th></tr>",
+    ]
+    for rank, row in enumerate(ranked, start=1):
+        thumb = _thumbnail(row, out)
+        picture = (
+            f"<img src='{e(thumb)}' alt=''>" if thumb else "<span class='muted'>no preview</span>"
+        )
+        risk = 1.0 - float(row[safe_col])
+        decision = row["decision"] + (
+            f" · {labels.get(row['type'], row['type'])} · level {row['level']}"
+            if row["flagged"] == "1"
+            else ""
+        )
+        read = (
+            f"<div class='muted'>read: {e(_short(row['reader_text'], 200))}</div>"
+            if row["reader_text"]
+            else ""
+        )
+        bars = "".join(
+            f"<div class='prob'><span>{e(labels[t])}</span>{_bar(float(row[f'p_{t}']))}"
+            f"<span>{float(row[f'p_{t}']):.2f}</span></div>"
+            for t in taxonomy.types
+        )
+        parts.append(
+            f"<tr><td>{rank}</td><td>{picture}</td><td>{risk:.3f}</td>"
+            f"<td class='{e(row['decision'])}'>{e(decision)}</td>"
+            f"<td><div class='key'>{e(_short(row['key'], 120))}</div>"
+            f"<div>{e(_short(row['prompt'], 300))}</div>{read}</td><td>{bars}</td></tr>"
+        )
+    parts.append("</table>")
+    if failed:
+        parts += [
+            f"<h2>Unreadable ({len(failed)})</h2><ul>",
+            *(
+                f"<li><span class='key'>{e(_short(r['key'], 120))}</span>: {e(_short(r['error'], 300))}</li>"
+                for r in failed[:100]
+            ),
+            "</ul>"
+            + (
+                f"<p class='muted'>... and {len(failed) - 100} more in scan.csv</p>"
+                if len(failed) > 100
+                else ""
+            ),
+        ]
+    parts.append("</body></html>\n")
+    path = out / HTML_NAME
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+_CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:.5em 1.5em 1em 0}td,th{padding:4px 8px;border-bottom:1px solid #ddd;
+text-align:left;vertical-align:top}.cols{display:flex;flex-wrap:wrap}.muted{color:#777;font-size:12px}
+.key{font-family:monospace;font-size:12px;color:#555;word-break:break-all}.top td:nth-child(5){max-width:28em}
+.bar{display:inline-block;width:90px;height:9px;background:#eee;margin:0 6px;vertical-align:middle}
+.bar span{display:block;height:100%;background:#5b5fc7}.prob{white-space:nowrap;font-size:12px}
+.prob span:first-child{display:inline-block;width:7.5em}img{max-width:128px;max-height:128px}
+.allow{color:#2e7d32}.caution{color:#b26a00}.refuse{color:#c62828;font-weight:bold}"""
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _share(n: int, total: int) -> str:
+    return f"{n / total:.1%}" if total else "n/a"
+
+
+def _bar(p: float) -> str:
+    return (
+        f"<span class='bar'><span style='width:{max(0.0, min(p, 1.0)) * 100:.1f}%'></span></span>"
+    )
+
+
+def _count_table(title: str, counts: list[tuple[str, int]], total: int) -> str:
+    body = "".join(
+        f"<tr><td>{_esc(name)}</td><td>{n}</td><td>{_bar(n / total if total else 0)}"
+        f"{_share(n, total)}</td></tr>"
+        for name, n in counts
+    )
+    return f"<table><tr><th>{_esc(title)}</th><th>n</th><th>share</th></tr>{body}</table>"
+
+
+def _thumbnail(row: dict, out: Path) -> str | None:
+    """OUT/thumbs/<hash of the key>.jpg (made once); its path relative to OUT, or None."""
+    from safevlm.images import ImageError, load_image
+
+    if not row["image"]:
+        return None
+    name = hashlib.sha1(row["key"].encode("utf-8")).hexdigest()[:20] + ".jpg"
+    path = out / THUMBS_DIR / name
+    if not path.is_file():
+        try:
+            picture = load_image(row["image"]).image.copy()
+        except (ImageError, OSError):
+            return None
+        picture.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        path.parent.mkdir(exist_ok=True)
+        picture.save(path, "JPEG", quality=80)
+    return f"{THUMBS_DIR}/{name}"
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def cmd_scan(args) -> int:
+    from safevlm.cli import CLIError
+    from safevlm.data.schema import DataError
+    from safevlm.engine import ChatEngine
+
+    if args.batch_size < 1 or args.top < 0 or args.limit < 0:
+        raise CLIError("--batch-size must be >= 1, --top and --limit >= 0")
+    try:  # the input is checked before the model loads
+        items = find_items(args.path, args.prompt, args.image_root)
+    except (ScanError, DataError) as e:
+        raise CLIError(str(e)) from None
+    thumbs = (Path(args.out) / THUMBS_DIR).resolve()
+    items = [i for i in items if i.image is None or thumbs not in i.image.resolve().parents]
+    if args.limit:
+        items = items[: args.limit]
+    kwargs = {"quantization": args.quantization} if args.quantization not in (None, "none") else {}
+    engine = ChatEngine.load(args.base, args.checkpoint, **kwargs)
+    thresholds = engine.thresholds(args.thresholds)  # fails before any image is read
+    if args.no_ocr:
+        engine.reader = None
+    source = {
+        "input": str(Path(args.path).resolve()),
+        "prompt": args.prompt,
+        "image_root": str(Path(args.image_root).resolve()) if args.image_root else None,
+    }
+    try:
+        result = scan(
+            engine,
+            items,
+            args.out,
+            thresholds,
+            batch_size=args.batch_size,
+            top=args.top,
+            progress=not args.no_progress,
+            source=json.dumps(source, sort_keys=True),
+        )
+    except ScanError as e:
+        raise CLIError(str(e)) from None
+    print(result.summary())
+    log.info("scan result: %s", asdict(result))
+    return 0
+
+
+def register_cli(sub) -> None:
+    """Add `safevlm scan` to the CLI's subparsers."""
+    p = sub.add_parser(
+        "scan",
+        help="find risky content in a dataset: classify every image, write CSV + HTML",
+        description="Classify every item of a folder of images (recursive: jpg, png, webp, gif, "
+        "bmp), a JSONL in the training schema or a LLaVA-style JSON with the safety "
+        "head and policy. Writes OUT/scan.csv (one row per item, appended as it goes: "
+        "a rerun skips items already in it) and OUT/scan.html (counts per type and "
+        "level, flagged share, the top items with thumbnails).",
+    )
+    p.add_argument("path", metavar="PATH", help="a folder of images, a .jsonl or a LLaVA .json")
+    p.add_argument(
+        "--prompt",
+        default=None,
+        help="the request the head reads with each image (default: the record's own "
+        'prompt; for a folder "Describe this image.")',
+    )
+    p.add_argument(
+        "--image-root",
+        default=None,
+        metavar="DIR",
+        help="folder that relative image paths of a JSONL/JSON resolve against "
+        "(default: the file's folder)",
+    )
+    p.add_argument("--out", default="reports/scan", help="report folder (default reports/scan)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="items per LLM query pass and safety-head pass (default 16)",
+    )
+    p.add_argument(
+        "--no-ocr", action="store_true", help="skip the reader (faster, misses text in images)"
+    )
+    p.add_argument("--limit", type=int, default=0, help="scan only the first N items (default all)")
+    p.add_argument("--top", type=int, default=50, help="items shown in scan.html (default 50)")
+    p.add_argument(
+        "--base", default="tiny", help="'tiny' (offline default) or 'llava:<dir or hub id>'"
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="safety checkpoint directory (default: assets/checkpoint if present)",
+    )
+    p.add_argument(
+        "--quantization",
+        choices=["4bit", "8bit", "none"],
+        default=None,
+        help="LLaVA only, needs CUDA",
+    )
+    p.add_argument(
+        "--thresholds",
+        default=None,
+        help='JSON overrides, e.g. \'{"illegal_risk": 0.3, "level": 0.4}\'',
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_scan)
+
+
+__all__ = [
+    "ScanError",
+    "ScanItem",
+    "ScanResult",
+    "csv_columns",
+    "find_items",
+    "read_rows",
+    "classify_batch",
+    "register_cli",
+    "scan",
+    "write_report",
+]
