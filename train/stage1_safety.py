@@ -23,6 +23,7 @@ from safevlm.config import SafeVLMConfig
 from safevlm.data.schema import read_jsonl
 from safevlm.model import SafeVLM
 from safevlm.reader import Reader
+from train.calibrate import calibrate_model
 from train.features import FeatureCache, build_examples, collate_head, collate_lm, lm_loss
 from train.loop import TrainConfig, base_parser, config_from_args, seed_everything, train
 
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                      resume=args.resume)
     val = head_accuracy(model, val_ex)
     log.info("stage 1 head: %s", val)
+    calibration = calibrate_model(model, val_ex)  # default thresholds chosen on val, saved below
 
     # Phase B: safety tokens set 2 with the LM loss, on flagged examples in `tokens` mode.
     model.requires_grad_(False)
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
               "stage1-tokens", resume=args.resume)
     model.save_safety_modules(out, metadata={"stage": "stage1", **{k: round(v, 4) for k, v in val.items()}})
     (out / "stage1.json").write_text(__import__("json").dumps({
-        "train_examples": len(train_ex), "val": val, "head_seconds": round(result_a.seconds, 1),
+        "train_examples": len(train_ex), "val": val, "calibration": calibration, "head_seconds": round(result_a.seconds, 1),
         "weight": weight, "base": base.id}, indent=2) + "\n")
     log.info("saved stage 1 checkpoint to %s", out)
     return 0

@@ -1,0 +1,131 @@
+"""Threshold calibration: choose the checkpoint's default thresholds on the validation split.
+
+The policy flags an input when some risk type reaches its threshold and P(level > 0)
+reaches the level threshold (`safevlm.policy.decide`). Untrained defaults (0.5 / 0.5) are
+arbitrary; this picks one shared type threshold and the level threshold from a grid so
+that, on validation data, as many risky inputs as possible are flagged while at most
+`max_false_flags` of safe ones are. Ties go to the higher thresholds (fewer false flags).
+The result is written into the checkpoint's taxonomy, so the app, the CLI and the eval
+start from it; users still override it per request.
+
+Validation only: the test split and the FigStep-like set never choose thresholds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from safevlm.model import ImageFeatures, SafeVLM
+from safevlm.policy import Thresholds, decide
+from safevlm.taxonomy import Taxonomy
+from train.features import Example, collate_head
+
+log = logging.getLogger(__name__)
+
+GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+
+
+@torch.no_grad()
+def head_probabilities(model: SafeVLM, examples: Sequence[Example]) -> list[tuple[list[float], list[float]]]:
+    """(type_probs, level_probs) per example, from cached features."""
+    model.eval()
+    out = []
+    for start in range(0, len(examples), 64):
+        batch = collate_head(list(examples[start : start + 64]))
+        res = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
+        types, levels = res.type_logits.softmax(-1).cpu(), res.level_logits.softmax(-1).cpu()
+        out.extend(zip(types.tolist(), levels.tolist(), strict=True))
+    return out
+
+
+def rates(probs, risky: Sequence[bool], taxonomy: Taxonomy, thresholds: Thresholds) -> tuple[float, float]:
+    """(share of risky flagged, share of safe flagged) under `thresholds`."""
+    flags = [decide(t, lv, taxonomy, thresholds).flagged for t, lv in probs]
+    n_risky, n_safe = sum(risky), len(risky) - sum(risky)
+    hit = sum(f for f, r in zip(flags, risky, strict=True) if r)
+    false = sum(f for f, r in zip(flags, risky, strict=True) if not r)
+    return hit / max(n_risky, 1), false / max(n_safe, 1)
+
+
+def calibrate(probs, risky: Sequence[bool], taxonomy: Taxonomy,
+              max_false_flags: float = 0.03) -> tuple[Thresholds, dict]:
+    """The thresholds with the highest risky recall whose safe false-flag rate stays within
+    `max_false_flags`; falls back to the lowest false-flag rate when none does."""
+    best, best_key, table = None, None, []
+    for t in GRID:
+        for level in GRID:
+            thr = Thresholds(dict.fromkeys(taxonomy.risk_types, t), level)
+            recall, false = rates(probs, risky, taxonomy, thr)
+            table.append((t, level, recall, false))
+            within = false <= max_false_flags
+            key = (within, recall if within else -false, t + level)
+            if best_key is None or key > best_key:
+                best, best_key = thr, key
+    recall, false = rates(probs, risky, taxonomy, best)
+    report = {"type_threshold": best.types[taxonomy.risk_types[0]], "level_threshold": best.level,
+              "val_risky_flagged": round(recall, 4), "val_safe_flagged": round(false, 4),
+              "max_false_flags": max_false_flags, "val_examples": len(risky),
+              "met": false <= max_false_flags}
+    log.info("calibrated thresholds: %s", report)
+    return best, report
+
+
+def apply_thresholds(model: SafeVLM, thresholds: Thresholds) -> None:
+    """Make `thresholds` the checkpoint's defaults (saved with its config)."""
+    data = model.taxonomy.to_dict()
+    data["default_thresholds"] = thresholds.to_dict()
+    model.taxonomy = Taxonomy.from_dict(data, source="calibration")
+    model.config = dataclasses.replace(model.config, taxonomy=model.taxonomy.to_dict())
+
+
+def calibrate_model(model: SafeVLM, val_examples: Sequence[Example], max_false_flags: float = 0.03) -> dict:
+    """Calibrate on `val_examples` and apply the result to `model`; returns the report."""
+    if not val_examples:
+        return {"skipped": "no validation examples"}
+    safe = model.taxonomy.safe_index
+    probs = head_probabilities(model, val_examples)
+    risky = [e.type_index != safe for e in val_examples]
+    thresholds, report = calibrate(probs, risky, model.taxonomy, max_false_flags)
+    apply_thresholds(model, thresholds)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Calibrate a saved checkpoint in place: `python -m train.calibrate --checkpoint DIR`."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from safevlm.bases import load_base
+    from safevlm.model import CONFIG_FILE
+    from safevlm.reader import Reader
+    from train.features import FeatureCache, build_examples
+    from train.stage1_safety import load_split
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (rewritten in place)")
+    p.add_argument("--data", default="data/gen", help="folder with val.jsonl (features are cached there)")
+    p.add_argument("--base", default="tiny")
+    p.add_argument("--max-false-flags", type=float, default=0.03)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    checkpoint, data = Path(args.checkpoint), Path(args.data)
+    model = SafeVLM.from_pretrained(load_base(args.base), checkpoint, load_adapter=False)
+    reader = Reader() if model.config.use_reader and model.base.use_reader else None
+    val = build_examples(model, load_split(data, "val", model.taxonomy), FeatureCache.for_model(data, model),
+                         reader, desc="val")
+    report = calibrate_model(model, val, args.max_false_flags)
+    config = json.loads((checkpoint / CONFIG_FILE).read_text(encoding="utf-8"))
+    config["taxonomy"] = model.config.taxonomy
+    (checkpoint / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (checkpoint / "calibration.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
