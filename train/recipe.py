@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=2400, help="generated records")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/default")
-    p.add_argument("--chat-limit", type=int, default=80, help="records judged with the full chat")
+    p.add_argument("--chat-limit", type=int, default=40, help="records judged with the full chat")
     p.add_argument("--stage2-steps", type=int, default=None, help="LoRA steps (default: the stage's)")
     p.add_argument("--no-ship", action="store_true", help="do not copy into assets/")
     p.add_argument("--fresh", action="store_true", help="redo every step")

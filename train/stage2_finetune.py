@@ -27,7 +27,7 @@ from train.stage1_safety import load_split, shuffled_batches
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = TrainConfig(epochs=1, lr=3e-4, batch_size=8, warmup_steps=10, max_steps=150)
+DEFAULTS = TrainConfig(epochs=1, lr=3e-4, batch_size=8, warmup_steps=10, max_steps=100)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CONDITIONINGS = ({"hint": True, "tokens": False}, {"hint": False, "tokens": True}, {"hint": True, "tokens": True})
 
