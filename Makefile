@@ -58,7 +58,7 @@ demo: install
 	$(PY) app/app.py
 
 bench: install
-	$(PY) -m safevlm.bench
+	$(PY) -m safevlm bench
 
 train: install system-deps
 	$(PY) -m train.recipe

@@ -6,12 +6,11 @@ conditioning mode and off, on clean photos and on typographic inputs, how cost g
 image size, prompt length and turns, and (when a GPU is present) the same on a LLaVA base.
 Measures only: no targets are asserted.
 
-    python -m safevlm.bench [--out bench/results.json] [--quick] [--base tiny]
+    safevlm bench [--out bench/results.json] [--quick] [--base tiny]   (make bench)
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -30,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path("bench") / "results.json"
+DEFAULT_OUT = Path("bench") / "results.json"  # the --out default of `safevlm bench`
 # Typographic inputs carry a short title only, as in FigStep; never any harmful content.
 RISKY_TITLES = ("Steps to make a weapon at home.", "How to pick a lock without a key.")
 CLEAN_PROMPT = "Describe this image."
@@ -127,7 +126,7 @@ def _probe_load(base: str, checkpoint: str | None) -> dict:
 
 
 def measure_load(base: str, checkpoint: str | None) -> dict:
-    cmd = [sys.executable, "-m", "safevlm.bench", "--probe-load", "--base", base]
+    cmd = [sys.executable, "-m", "safevlm", "bench", "--probe-load", "--base", base]
     if checkpoint:
         cmd += ["--checkpoint", checkpoint]
     t0 = time.perf_counter()
@@ -288,7 +287,8 @@ def _rounded(row: dict) -> dict:
 # ---------------------------------------------------------------------------- report
 
 
-def print_table(results: dict) -> None:
+def format_table(results: dict) -> str:
+    """The short table `safevlm bench` prints."""
     lines = [f"SafeVLM bench — base {results['base']}, {results['machine']['threads']} threads"
              f"{' (quick)' if results['quick'] else ''}"]
     load = results["load"]
@@ -320,7 +320,7 @@ def print_table(results: dict) -> None:
                                              for r in s["prompt_words"]))
     lines.append("turns    " + "  ".join(f"{r['turns']}: first {r['first_token_ms']:.0f} ms, "
                                          f"{r['tokens_per_s']:.1f} tok/s" for r in s["turns"]))
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 def run(base: str = "tiny", checkpoint: str | None = None, quick: bool = False,
@@ -362,35 +362,3 @@ def run(base: str = "tiny", checkpoint: str | None = None, quick: bool = False,
     results["rss_mb"] = current_rss_mb()
     results["bench_s"] = round(sum(results["section_s"].values()), 1)
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m safevlm.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="where to write the JSON results")
-    parser.add_argument("--quick", action="store_true", help="a reduced run (for tests, ~30 s)")
-    parser.add_argument("--base", default="tiny", help="'tiny' or 'llava:<dir or hub id>'")
-    parser.add_argument("--checkpoint", default=None, help="safety checkpoint (default: assets/checkpoint)")
-    parser.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="LLaVA on CUDA")
-    parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument("--probe-load", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    if args.probe_load:
-        print(json.dumps(_probe_load(args.base, args.checkpoint)))
-        return 0
-    load_kwargs = {"quantization": args.quantization} if args.quantization else {}
-    results = run(args.base, args.checkpoint, args.quick, args.max_new_tokens, **load_kwargs)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print_table(results)
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,19 +8,18 @@ Owns reading those inputs, the resumable scan.csv and the scan.html report; not 
 from __future__ import annotations
 
 import csv
-import hashlib
-import html
 import json
 import logging
 import os
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safevlm.policy import Thresholds, decide
+from safevlm.scan_report import write_report
 from safevlm.taxonomy import Taxonomy
 
 if TYPE_CHECKING:  # torch and the model load only when a scan runs, not for `safevlm --help`
@@ -31,8 +30,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PROMPT = "Describe this image."  # = safevlm.engine.DEFAULT_PROMPT, without importing torch
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
-CSV_NAME, HTML_NAME, SETTINGS_NAME, THUMBS_DIR = "scan.csv", "scan.html", "scan.json", "thumbs"
-THUMB_SIDE = 128
+CSV_NAME, SETTINGS_NAME = "scan.csv", "scan.json"
 MAX_CELL_CHARS = 10_000  # well under csv's default field limit (131072) when read back
 TEXT_COLUMNS = ("key", "image", "prompt", "reader_text", "error")
 
@@ -502,265 +500,6 @@ def _classify_prepared(
     return verdicts
 
 
-# ---------------------------------------------------------------------- scan.html
-
-
-def write_report(
-    rows: Sequence[dict],
-    out: Path,
-    taxonomy: Taxonomy,
-    top: int = 50,
-    thresholds: Thresholds | None = None,
-) -> Path:
-    """scan.html: counts per type and level, the flagged share, and the `top` items by
-    1 - P(safe) with thumbnails (small JPEGs in OUT/thumbs/) and their type bars."""
-    ok = [r for r in rows if not r["error"]]
-    failed = [r for r in rows if r["error"]]
-    flagged = sum(r["flagged"] == "1" for r in ok)
-    labels = dict(zip(taxonomy.types, taxonomy.type_labels, strict=True))
-    safe_col = f"p_{taxonomy.safe_type}"
-    ranked = sorted(ok, key=lambda r: float(r[safe_col]))[:top]
-    by_type = Counter(r["type"] for r in ok)
-    by_level = Counter(int(r["level"]) for r in ok)
-    by_action = Counter(r["decision"] for r in ok)
-    e = _esc
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>SafeVLM scan</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>SafeVLM scan</h1>",
-        f"<p>{len(rows)} items: {len(ok)} classified, {len(failed)} unreadable. "
-        f"<b>{flagged}</b> flagged ({_share(flagged, len(ok))}): "
-        + ", ".join(f"{e(a)} {by_action.get(a, 0)}" for a in ("allow", "caution", "refuse"))
-        + ".</p>",
-    ]
-    if thresholds is not None:
-        parts.append(f"<p class='muted'>thresholds: {e(json.dumps(thresholds.to_dict()))}</p>")
-    parts += [
-        "<div class='cols'>",
-        _count_table(
-            "Decision type", [(labels[t], by_type.get(t, 0)) for t in taxonomy.types], len(ok)
-        ),
-        _count_table(
-            "Decision level",
-            [(taxonomy.level_labels[k], by_level.get(k, 0)) for k in range(len(taxonomy.levels))],
-            len(ok),
-        ),
-        "</div>",
-        f"<h2>Top {len(ranked)} by 1 &minus; P({e(labels[taxonomy.safe_type])})</h2>",
-        "<table class='top'><tr><th>#</th><th>image</th><th>risk</th><th>decision</th>"
-        "<th>item</th><th>P(type)</th></tr>",
-    ]
-    for rank, row in enumerate(ranked, start=1):
-        thumb = _thumbnail(row, out)
-        picture = (
-            f"<img src='{e(thumb)}' alt=''>" if thumb else "<span class='muted'>no preview</span>"
-        )
-        risk = 1.0 - float(row[safe_col])
-        decision = row["decision"] + (
-            f" · {labels.get(row['type'], row['type'])} · level {row['level']}"
-            if row["flagged"] == "1"
-            else ""
-        )
-        read = (
-            f"<div class='muted'>read: {e(_short(row['reader_text'], 200))}</div>"
-            if row["reader_text"]
-            else ""
-        )
-        bars = "".join(
-            f"<div class='prob'><span>{e(labels[t])}</span>{_bar(float(row[f'p_{t}']))}"
-            f"<span>{float(row[f'p_{t}']):.2f}</span></div>"
-            for t in taxonomy.types
-        )
-        parts.append(
-            f"<tr><td>{rank}</td><td>{picture}</td><td>{risk:.3f}</td>"
-            f"<td class='{e(row['decision'])}'>{e(decision)}</td>"
-            f"<td><div class='key'>{e(_short(row['key'], 120))}</div>"
-            f"<div>{e(_short(row['prompt'], 300))}</div>{read}</td><td>{bars}</td></tr>"
-        )
-    parts.append("</table>")
-    if failed:
-        parts += [
-            f"<h2>Unreadable ({len(failed)})</h2><ul>",
-            *(
-                f"<li><span class='key'>{e(_short(r['key'], 120))}</span>: {e(_short(r['error'], 300))}</li>"
-                for r in failed[:100]
-            ),
-            "</ul>"
-            + (
-                f"<p class='muted'>... and {len(failed) - 100} more in scan.csv</p>"
-                if len(failed) > 100
-                else ""
-            ),
-        ]
-    parts.append("</body></html>\n")
-    path = out / HTML_NAME
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
-
-
-_CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:.5em 1.5em 1em 0}td,th{padding:4px 8px;border-bottom:1px solid #ddd;
-text-align:left;vertical-align:top}.cols{display:flex;flex-wrap:wrap}.muted{color:#777;font-size:12px}
-.key{font-family:monospace;font-size:12px;color:#555;word-break:break-all}.top td:nth-child(5){max-width:28em}
-.bar{display:inline-block;width:90px;height:9px;background:#eee;margin:0 6px;vertical-align:middle}
-.bar span{display:block;height:100%;background:#5b5fc7}.prob{white-space:nowrap;font-size:12px}
-.prob span:first-child{display:inline-block;width:7.5em}img{max-width:128px;max-height:128px}
-.allow{color:#2e7d32}.caution{color:#b26a00}.refuse{color:#c62828;font-weight:bold}"""
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _short(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _share(n: int, total: int) -> str:
-    return f"{n / total:.1%}" if total else "n/a"
-
-
-def _bar(p: float) -> str:
-    return (
-        f"<span class='bar'><span style='width:{max(0.0, min(p, 1.0)) * 100:.1f}%'></span></span>"
-    )
-
-
-def _count_table(title: str, counts: list[tuple[str, int]], total: int) -> str:
-    body = "".join(
-        f"<tr><td>{_esc(name)}</td><td>{n}</td><td>{_bar(n / total if total else 0)}"
-        f"{_share(n, total)}</td></tr>"
-        for name, n in counts
-    )
-    return f"<table><tr><th>{_esc(title)}</th><th>n</th><th>share</th></tr>{body}</table>"
-
-
-def _thumbnail(row: dict, out: Path) -> str | None:
-    """OUT/thumbs/<hash of the key>.jpg (made once); its path relative to OUT, or None."""
-    from safevlm.images import ImageError, load_image
-
-    if not row["image"]:
-        return None
-    name = hashlib.sha1(row["key"].encode("utf-8")).hexdigest()[:20] + ".jpg"
-    path = out / THUMBS_DIR / name
-    if not path.is_file():
-        try:
-            picture = load_image(row["image"]).image.copy()
-        except (ImageError, OSError):
-            return None
-        picture.thumbnail((THUMB_SIDE, THUMB_SIDE))
-        path.parent.mkdir(exist_ok=True)
-        picture.save(path, "JPEG", quality=80)
-    return f"{THUMBS_DIR}/{name}"
-
-
-# ---------------------------------------------------------------------- CLI
-
-
-def cmd_scan(args) -> int:
-    from safevlm.cli import CLIError
-    from safevlm.data.schema import DataError
-    from safevlm.engine import ChatEngine
-
-    if args.batch_size < 1 or args.top < 0 or args.limit < 0:
-        raise CLIError("--batch-size must be >= 1, --top and --limit >= 0")
-    try:  # the input is checked before the model loads
-        items = find_items(args.path, args.prompt, args.image_root)
-    except (ScanError, DataError) as e:
-        raise CLIError(str(e)) from None
-    thumbs = (Path(args.out) / THUMBS_DIR).resolve()
-    items = [i for i in items if i.image is None or thumbs not in i.image.resolve().parents]
-    if args.limit:
-        items = items[: args.limit]
-    kwargs = {"quantization": args.quantization} if args.quantization not in (None, "none") else {}
-    engine = ChatEngine.load(args.base, args.checkpoint, **kwargs)
-    thresholds = engine.thresholds(args.thresholds)  # fails before any image is read
-    if args.no_ocr:
-        engine.reader = None
-    source = {
-        "input": str(Path(args.path).resolve()),
-        "prompt": args.prompt,
-        "image_root": str(Path(args.image_root).resolve()) if args.image_root else None,
-    }
-    try:
-        result = scan(
-            engine,
-            items,
-            args.out,
-            thresholds,
-            batch_size=args.batch_size,
-            top=args.top,
-            progress=not args.no_progress,
-            source=json.dumps(source, sort_keys=True),
-        )
-    except ScanError as e:
-        raise CLIError(str(e)) from None
-    print(result.summary())
-    log.info("scan result: %s", asdict(result))
-    return 0
-
-
-def register_cli(sub) -> None:
-    """Add `safevlm scan` to the CLI's subparsers."""
-    p = sub.add_parser(
-        "scan",
-        help="find risky content in a dataset: classify every image, write CSV + HTML",
-        description="Classify every item of a folder of images (recursive: jpg, png, webp, gif, "
-        "bmp), a JSONL in the training schema or a LLaVA-style JSON with the safety "
-        "head and policy. Writes OUT/scan.csv (one row per item, appended as it goes: "
-        "a rerun skips items already in it) and OUT/scan.html (counts per type and "
-        "level, flagged share, the top items with thumbnails).",
-    )
-    p.add_argument("path", metavar="PATH", help="a folder of images, a .jsonl or a LLaVA .json")
-    p.add_argument(
-        "--prompt",
-        default=None,
-        help="the request the head reads with each image (default: the record's own "
-        'prompt; for a folder "Describe this image.")',
-    )
-    p.add_argument(
-        "--image-root",
-        default=None,
-        metavar="DIR",
-        help="folder that relative image paths of a JSONL/JSON resolve against "
-        "(default: the file's folder)",
-    )
-    p.add_argument("--out", default="reports/scan", help="report folder (default reports/scan)")
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=16,
-        help="items per LLM query pass and safety-head pass (default 16)",
-    )
-    p.add_argument(
-        "--no-ocr", action="store_true", help="skip the reader (faster, misses text in images)"
-    )
-    p.add_argument("--limit", type=int, default=0, help="scan only the first N items (default all)")
-    p.add_argument("--top", type=int, default=50, help="items shown in scan.html (default 50)")
-    p.add_argument(
-        "--base", default="tiny", help="'tiny' (offline default) or 'llava:<dir or hub id>'"
-    )
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="safety checkpoint directory (default: assets/checkpoint if present)",
-    )
-    p.add_argument(
-        "--quantization",
-        choices=["4bit", "8bit", "none"],
-        default=None,
-        help="LLaVA only, needs CUDA",
-    )
-    p.add_argument(
-        "--thresholds",
-        default=None,
-        help='JSON overrides, e.g. \'{"illegal_risk": 0.3, "level": 0.4}\'',
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=cmd_scan)
-
-
 __all__ = [
     "ScanError",
     "ScanItem",
@@ -769,7 +508,5 @@ __all__ = [
     "find_items",
     "read_rows",
     "classify_batch",
-    "register_cli",
     "scan",
-    "write_report",
 ]

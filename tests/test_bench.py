@@ -1,23 +1,23 @@
-"""`python -m safevlm.bench --quick`: writes a JSON report with every section and positive
+"""`safevlm bench --quick`: writes a JSON report with every section and positive
 timings. Speed targets live in the report, never in these tests."""
 
 import json
 
 import pytest
 
-from safevlm import bench
+from safevlm.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    assert bench.main(["--quick", "--out", str(out)]) == 0
+    assert cli_main(["bench", "--quick", "--out", str(out)]) == 0
     return json.loads(out.read_text(encoding="utf-8"))
 
 
 def test_help_exits_zero(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(["--help"])
+        cli_main(["bench", "--help"])
     assert exit_info.value.code == 0
     assert "--quick" in capsys.readouterr().out
 

@@ -16,8 +16,8 @@ from safevlm.eval import (
     evaluate_classification,
     is_refusal,
     select_chat_records,
-    write_report,
 )
+from safevlm.eval_report import write_report
 from safevlm.taxonomy import ASSETS_DIR, load_taxonomy
 
 TAXONOMY = load_taxonomy()

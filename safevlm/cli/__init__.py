@@ -1,5 +1,5 @@
-"""The `safevlm` command line (also `python -m safevlm`): classify, chat, and the commands
-other parts register (eval, train). Catches library errors once and prints one line.
+"""The `safevlm` command line (also `python -m safevlm`): classify and chat here; eval, scan
+and bench in this package's modules. Catches library errors once and prints one line.
 
 Output contract: with --json, one JSON object per line; see README "CLI".
 """
@@ -21,7 +21,8 @@ class CLIError(Exception):
     """An error to print as one line and exit non-zero."""
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, json_output: bool = True) -> None:
+    """--base, --checkpoint, --quantization, --thresholds (and --json): every model command."""
     p.add_argument("--base", default="tiny", help="'tiny' (offline default) or 'llava:<dir or hub id>'")
     p.add_argument("--checkpoint", default=None,
                    help="safety checkpoint directory (default: assets/checkpoint if present)")
@@ -29,10 +30,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="LLaVA only, needs CUDA")
     p.add_argument("--thresholds", default=None,
                    help='JSON overrides, e.g. \'{"illegal_risk": 0.3, "level": 0.4}\'')
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    if json_output:
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
-def _load_engine(args):
+def load_engine(args):
+    """The engine the model arguments name; malformed --thresholds fail here, before any
+    image is read."""
     from safevlm.engine import ChatEngine
 
     kwargs = {}
@@ -59,7 +63,7 @@ def _human_verdict(image: str, verdict) -> str:
 def cmd_classify(args) -> int:
     from safevlm.images import ImageError
 
-    engine = _load_engine(args)
+    engine = load_engine(args)
     failed = 0
     for image in args.images:
         try:
@@ -105,7 +109,7 @@ def cmd_chat(args) -> int:
     if bool(args.batch) == bool(args.prompt):
         raise CLIError("pass either --prompt (with --image) or --batch FILE.jsonl")
     items = _read_batch(args.batch) if args.batch else [{"image": args.image, "prompt": args.prompt}]
-    engine = _load_engine(args)
+    engine = load_engine(args)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     failed = 0
     for item in items:
@@ -152,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--prompt", default=None,
                    help='the request the head reads with each image (default: "Describe this image.")')
-    _add_model_args(p)
+    add_model_args(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("chat", help="answer a prompt about an image, with the safety modules")
@@ -163,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["hint", "tokens", "both", "off"], default=None,
                    help="safety conditioning for flagged inputs (default: the checkpoint's)")
     p.add_argument("--max-new-tokens", type=int, default=256)
-    _add_model_args(p)
+    add_model_args(p)
     p.set_defaults(func=cmd_chat)
 
     for register in _extra_commands():
@@ -172,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable]:
-    """Commands that live beside their feature (eval, scan) register themselves here."""
+    """Commands with a module of their own in this package (eval, scan, bench)."""
     registers = []
-    for module in ("safevlm.eval", "safevlm.scan"):
+    for module in ("safevlm.cli.eval", "safevlm.cli.scan", "safevlm.cli.bench"):
         try:
             mod = __import__(module, fromlist=["register_cli"])
         except ImportError:

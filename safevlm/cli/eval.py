@@ -1,0 +1,60 @@
+"""`safevlm eval`: classification metrics and refusal rates with and without safety."""
+
+from __future__ import annotations
+
+from safevlm.cli import CLIError, add_model_args, load_engine
+from safevlm.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS, EvalError, eval_sets, run_eval
+from safevlm.eval_report import summary_table, write_report
+
+
+def cmd_eval(args) -> int:
+    from safevlm.data.schema import DataError
+
+    if not args.data and not args.extra:
+        raise CLIError("pass --data DIR (reads DIR/<split>.jsonl) and/or --extra FILE.jsonl")
+    if args.chat_limit < 0 or args.max_new_tokens < 1:
+        raise CLIError("--chat-limit must be >= 0 and --max-new-tokens >= 1")
+    engine = load_engine(args)
+    thresholds = engine.thresholds(args.thresholds)
+    try:
+        sets = eval_sets(args.data, args.split, args.extra or [], engine.taxonomy, args.limit, args.seed)
+    except DataError as e:
+        raise CLIError(str(e)) from None
+    settings = {"data": args.data, "split": args.split, "extra": list(args.extra or []),
+                "limit": args.limit, "base_arg": args.base}
+    try:
+        results = run_eval(engine, sets, thresholds, args.chat_limit, args.max_new_tokens, args.seed,
+                           args.mode, progress=not args.no_progress, settings=settings)
+    except EvalError as e:
+        raise CLIError(str(e)) from None
+    report = write_report(results, args.out)
+    print(summary_table(results))
+    print(f"report: {report}")
+    return 0
+
+
+def register_cli(sub) -> None:
+    """Add `safevlm eval` to the CLI's subparsers."""
+    p = sub.add_parser(
+        "eval", help="classification metrics and refusal rates with and without safety",
+        description="Evaluate the safety head + policy on labelled JSONL sets and compare chat "
+                    "answers with and without the safety modules. Writes eval.json, eval.md, "
+                    "confusion_<set>.png and predictions_<set>.jsonl into --out.")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="dataset folder: reads DIR/<split>.jsonl (plus DIR/figstep_eval/"
+                        "figstep_eval.jsonl or DIR/figstep/eval.jsonl when present)")
+    p.add_argument("--split", default="test", help="split file to read from --data (default: test)")
+    p.add_argument("--extra", nargs="+", action="extend", default=[], metavar="JSONL",
+                   help="more eval sets, each reported separately (PATH or NAME=PATH)")
+    add_model_args(p, json_output=False)
+    p.add_argument("--mode", choices=["hint", "tokens", "both", "off"], default=None,
+                   help="conditioning for the 'with safety' answers (default: the checkpoint's)")
+    p.add_argument("--chat-limit", type=int, default=DEFAULT_CHAT_LIMIT,
+                   help=f"records answered per set, half risky, half safe (default {DEFAULT_CHAT_LIMIT}; 0 skips chat)")
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--limit", type=int, default=0,
+                   help="classify at most N records per set (seeded sample; default all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the chat and --limit samples")
+    p.add_argument("--out", default="reports/eval", help="report folder (default reports/eval)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_eval)
