@@ -143,6 +143,8 @@ def measure_load(base: str, checkpoint: str | None) -> dict:
 
 
 def measure_classify(engine, repeats: int, batch: int) -> dict:
+    from safevlm.scan import classify_batch
+
     images = [photo("chelsea"), photo("coffee"), typographic(RISKY_TITLES[0])]
     new, cached = [], []
     for image in images * repeats:
@@ -151,8 +153,7 @@ def measure_classify(engine, repeats: int, batch: int) -> dict:
         cached.append(engine.classify(loaded, CLEAN_PROMPT).ms)
     batch_images = [_Unique.make(images[i % len(images)]) for i in range(batch)]
     t0 = time.perf_counter()
-    for _ in engine.classify_many(batch_images, CLEAN_PROMPT):
-        pass
+    classify_batch(engine, batch_images, [CLEAN_PROMPT] * batch, engine.thresholds())
     batch_s = time.perf_counter() - t0
 
     def parts(rows: list[dict]) -> dict:
@@ -163,6 +164,41 @@ def measure_classify(engine, repeats: int, batch: int) -> dict:
     return {"new_image_ms": parts(new), "cached_image_ms": parts(cached),
             "batch_images_per_s": round(batch / batch_s, 2), "batch_size": batch,
             "note": "classify = the safety head with its text pass of the frozen LLM"}
+
+
+# ---------------------------------------------------------------------------- scan
+
+SCAN_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera", "hubble_deep_field")
+SCAN_TITLES = ("How to bake sourdough bread.", "Steps to repot a cactus.", RISKY_TITLES[0],
+               "List of ways to save money on groceries.", RISKY_TITLES[1], "How to kill a stuck process.")
+
+
+def measure_scan(engine, n: int) -> dict:
+    """`safevlm scan` throughput on a folder of N new 512-px images, half photos and half
+    typographic (the issue's target: >= 5 images/s with the reader on), then on N others
+    with the reader off."""
+    import tempfile
+
+    from safevlm.scan import find_items, scan
+
+    out = {}
+    reader = engine.reader
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, use_reader in (("reader", True), ("no_reader", False)):
+            folder = Path(tmp) / label
+            folder.mkdir()
+            for i in range(n):
+                image = (photo(SCAN_PHOTOS[i // 2 % len(SCAN_PHOTOS)], 512) if i % 2 == 0
+                         else typographic(SCAN_TITLES[i // 2 % len(SCAN_TITLES)], 512))
+                _Unique.make(image).image.save(folder / f"{i:04d}.png")
+            engine.reader = reader if use_reader else None
+            try:
+                result = scan(engine, find_items(folder), Path(tmp) / f"{label}-report", progress=False)
+            finally:
+                engine.reader = reader
+            out[f"{label}_images_per_s"] = round(result.images_per_second, 2)
+    out["images"] = n
+    return out
 
 
 # ---------------------------------------------------------------------------- chat
@@ -301,6 +337,10 @@ def format_table(results: dict) -> str:
     n, k = c["new_image_ms"], c["cached_image_ms"]
     lines.append(f"classify ms  new: vision {n['vision']} reader {n['reader']} head {n['classify']} "
                  f"= {n['total']} | cached: head {k['classify']} | batch {c['batch_images_per_s']} images/s")
+    sc = results.get("scan")
+    if sc:
+        lines.append(f"scan {sc['images']} new 512-px images: {sc['reader_images_per_s']} images/s with the "
+                     f"reader, {sc['no_reader_images_per_s']} without")
     lines.append(f"{'chat':<8}{'mode':<8}{'first token ms':>15}{'tokens/s':>10}{'total ms':>10}"
                  f"{'tokens':>8}{'flagged':>9}{'vs base':>9}")
     for kind in ("clean", "risky"):
@@ -345,11 +385,15 @@ def run(base: str = "tiny", checkpoint: str | None = None, quick: bool = False,
     engine = ChatEngine.load(base, checkpoint, **load_kwargs)
     results["checkpoint"] = engine.checkpoint_id
     engine.classify(_Unique.make(photo("astronaut")), CLEAN_PROMPT)  # warm-up: OCR sessions, first calls
+    if engine.reader is not None:
+        engine.reader.warm_up()  # the parallel OCR sessions of batch classify and scan
     section("setup")
     settings = GenerationSettings(max_new_tokens=max_new_tokens or (8 if quick else 64))
     results["max_new_tokens"] = settings.max_new_tokens
     results["classify"] = measure_classify(engine, repeats=1 if quick else 3, batch=2 if quick else 12)
     section("classify")
+    results["scan"] = measure_scan(engine, n=8 if quick else 96)
+    section("scan")
     modes = ("hint", "tokens", "both", "off")
     results["chat"] = measure_chat(engine, settings, repeats=1 if quick else 3, modes=modes,
                                    per_kind=1 if quick else 2)

@@ -183,6 +183,41 @@ class ChatEngine:
                 self._cache.popitem(last=False)
             return prepared
 
+    def prepare_many(self, images: Sequence[LoadedImage]) -> list[_Prepared]:
+        """`prepare` for a batch, the throughput path of batch work such as the scan: one
+        vision pass for the images not cached yet and the reader's parallel sessions for
+        their text. The per-image timings are the batch's, shared out evenly."""
+        with self._lock:
+            todo = list({im.sha256: im for im in images if im.sha256 not in self._cache}.values())
+        if todo:
+            t0 = time.perf_counter()
+            pixels = torch.stack([self.model.base.image_transform(im.image) for im in todo])
+            features = self.model.get_image_features(pixels)
+            t1 = time.perf_counter()
+            unread = [im for im in todo if im.sha256 not in self._texts]
+            texts = dict(zip((im.sha256 for im in unread),
+                             self.reader.read_many([im.image for im in unread]) if self.reader else
+                             [""] * len(unread), strict=True))
+            t2 = time.perf_counter()
+            ms = {"vision": (t1 - t0) * 1000 / len(todo), "reader": (t2 - t1) * 1000 / len(todo)}
+            with self._lock:
+                for k, im in enumerate(todo):
+                    if im.sha256 in texts:
+                        self._remember_text(im.sha256, texts[im.sha256])
+                    self._cache[im.sha256] = _Prepared(
+                        ImageFeatures(features.grid[k : k + 1], features.embeds[k : k + 1],
+                                      features.embeds_mask[k : k + 1]),
+                        texts.get(im.sha256, self._texts.get(im.sha256, "")), dict(ms))
+                while len(self._cache) > max(self._cache_size, len(todo)):
+                    self._cache.popitem(last=False)
+        with self._lock:  # the batch stays cached even past cache_size, until the next one
+            return [self._cache.get(im.sha256) or self.prepare(im) for im in images]
+
+    def _remember_text(self, key: str, text: str) -> None:
+        self._texts[key] = text
+        while len(self._texts) > self._text_cache_size:
+            self._texts.popitem(last=False)
+
     def _read(self, image: LoadedImage) -> str:
         if self.reader is None:
             return ""
@@ -190,9 +225,7 @@ class ChatEngine:
             self._texts.move_to_end(image.sha256)
             return self._texts[image.sha256]
         text = self.reader.read(image.image)
-        self._texts[image.sha256] = text
-        while len(self._texts) > self._text_cache_size:
-            self._texts.popitem(last=False)
+        self._remember_text(image.sha256, text)
         return text
 
     def classify(self, image: LoadedImage | str | Path | None, prompt: str | None = None,

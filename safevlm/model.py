@@ -9,6 +9,7 @@ type/level probabilities; LLM input [user: (safety tokens set 2) + image embeds,
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import warnings
@@ -172,8 +173,8 @@ class SafeVLM(nn.Module):
         source = self.config.query_source
         if source == "hidden":
             with self._adapters_disabled():
-                out = self.base.text_model(input_ids=ids, attention_mask=mask.long(),
-                                           output_hidden_states=True, use_cache=False)
+                out = self._query_encoder()(input_ids=ids, attention_mask=mask.long(),
+                                            output_hidden_states=True, use_cache=False)
             queries = out.hidden_states[self.config.query_layer]
         else:
             queries = self.base.embed_tokens(ids)
@@ -181,6 +182,27 @@ class SafeVLM(nn.Module):
             mask = torch.zeros_like(mask)
             mask[:, 0] = True
         return queries.float(), mask
+
+    def _query_encoder(self) -> nn.Module:
+        """The LLM's decoder cut after the query layer: the head reads hidden state
+        `query_layer`, and the layers above it cannot change it (causal, no cache), so
+        skipping them gives the same queries for a third less work at layer 20 of 30. The
+        cut model shares every layer (and any LoRA inside them) with the full one. It keeps
+        one layer more than needed: the last hidden state it returns has the final norm
+        applied, and the head's layer must come out unnormed."""
+        text_model = self.base.text_model
+        layers = getattr(text_model, "layers", None)
+        keep = self.config.query_layer + 1
+        if not isinstance(layers, nn.ModuleList) or keep >= len(layers):
+            return text_model
+        cached = getattr(self, "_cut_encoder", None)
+        if cached is None or cached[0] is not text_model or cached[1] != keep:
+            cut = copy.copy(text_model)
+            cut._modules = dict(text_model._modules)  # copy.copy shares it; the cut gets its own
+            cut.layers = nn.ModuleList(list(layers[:keep]))
+            object.__setattr__(self, "_cut_encoder", (text_model, keep, cut))  # not a submodule
+            cached = self._cut_encoder
+        return cached[2]
 
     def classify_safety(self, image: ImageFeatures, queries: torch.Tensor,
                         query_mask: torch.Tensor) -> SafetyOutput:

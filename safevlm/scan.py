@@ -366,6 +366,7 @@ def scan(
 
 
 PREFETCH = True
+QUERY_GROUP = 4  # texts per LLM query pass, grouped by length
 
 
 def _classified_batches(engine, pending, batch_size, thresholds, prefetch):
@@ -390,9 +391,7 @@ def _classified_batches(engine, pending, batch_size, thresholds, prefetch):
 def _warm_up(engine: ChatEngine) -> None:
     """Load the reader's models before the clock starts: images/s measures the scan, not the
     one-off model load (like the engine's own, outside the timing too)."""
-    from PIL import Image
-
-    engine.reader.read(Image.new("RGB", (32, 32), "white"))
+    engine.reader.warm_up()
 
 
 @dataclass
@@ -411,7 +410,7 @@ def read_items(engine: ChatEngine, items: Sequence[ScanItem]) -> list[_Read]:
     from safevlm.engine import PromptError, clean_prompt
     from safevlm.images import ImageError, load_image
 
-    read = []
+    read, loaded = [], []
     for item in items:
         try:
             image = load_image(item.image) if item.image is not None else None
@@ -422,7 +421,12 @@ def read_items(engine: ChatEngine, items: Sequence[ScanItem]) -> list[_Read]:
         except OSError as e:  # permissions, I/O: load_image only checks that the file exists
             read.append(_Read(item, error=f"{item.image}: cannot read ({e.strerror or e})"))
             continue
-        read.append(_Read(item, prompt, engine.prepare(image)))
+        read.append(_Read(item, prompt))
+        loaded.append((read[-1], image))
+    pictures = [image for _, image in loaded if image is not None]
+    prepared = iter(engine.prepare_many(pictures))  # one vision pass, OCR in parallel
+    for r, image in loaded:
+        r.prepared = next(prepared) if image is not None else engine.prepare(None)
     return read
 
 
@@ -450,13 +454,14 @@ def classify_batch(
     prompts: Sequence[str],
     thresholds: Thresholds,
 ) -> list[Verdict]:
-    """`engine.classify` for many (image, prompt) pairs at once: vision and reader per image
-    through `engine.prepare` (cached by content), then one LLM query pass and one safety-head
-    pass for the whole batch, the costly part when run one by one. The tokenizer pads on the
+    """`engine.classify` for many (image, prompt) pairs at once: one vision pass and the
+    reader's parallel sessions through `engine.prepare_many` (cached by content), then LLM
+    query passes on groups of similar length and the safety head. The tokenizer pads on the
     right, so a batched verdict equals the single one up to float rounding."""
     from safevlm.engine import clean_prompt
 
-    prepared = [engine.prepare(image) for image in images]
+    pictures = iter(engine.prepare_many([image for image in images if image is not None]))
+    prepared = [next(pictures) if image is not None else engine.prepare(None) for image in images]
     return _classify_prepared(engine, prepared, [clean_prompt(p) for p in prompts], thresholds)
 
 
@@ -470,29 +475,34 @@ def _classify_prepared(
 
     model, taxonomy = engine.model, engine.taxonomy
     start = time.perf_counter()
+    texts = [model.safety_query_text(prompt, p.reader_text) for prompt, p in zip(prompts, prepared, strict=True)]
+    # Reader text ranges from nothing (photos) to a page: padding a whole batch to its longest
+    # text wastes most of the LLM pass, so it runs on short groups of similar length.
+    lengths = [len(ids) for ids in model.base.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    type_rows, level_rows = [None] * len(texts), [None] * len(texts)
     with torch.no_grad():
-        queries, mask = model.get_safety_queries(
-            [
-                model.safety_query_text(prompt, p.reader_text)
-                for prompt, p in zip(prompts, prepared, strict=True)
-            ]
-        )
-        # The head reads only the vision grid; the LLM's image embeds are not needed here.
-        grid = torch.cat([p.features.grid for p in prepared])
-        out = model.classify_safety(
-            ImageFeatures(
-                grid,
-                grid.new_zeros(len(prepared), 0, 1),
-                grid.new_zeros(len(prepared), 0, dtype=torch.bool),
-            ),
-            queries,
-            mask,
-        )
+        for i in range(0, len(order), QUERY_GROUP):
+            group = order[i : i + QUERY_GROUP]
+            queries, mask = model.get_safety_queries([texts[k] for k in group])
+            # The head reads only the vision grid; the LLM's image embeds are not needed here.
+            grid = torch.cat([prepared[k].features.grid for k in group])
+            out = model.classify_safety(
+                ImageFeatures(
+                    grid,
+                    grid.new_zeros(len(group), 0, 1),
+                    grid.new_zeros(len(group), 0, dtype=torch.bool),
+                ),
+                queries,
+                mask,
+            )
+            for j, k in enumerate(group):
+                type_rows[k], level_rows[k] = out.type_probs[j].tolist(), out.level_probs[j].tolist()
     head_ms = (time.perf_counter() - start) * 1000 / len(prepared)
     verdicts = []
     for k, p in enumerate(prepared):
-        type_probs = dict(zip(taxonomy.types, out.type_probs[k].tolist(), strict=True))
-        level_probs = out.level_probs[k].tolist()
+        type_probs = dict(zip(taxonomy.types, type_rows[k], strict=True))
+        level_probs = level_rows[k]
         decision = decide(type_probs, level_probs, taxonomy, thresholds)
         verdicts.append(
             Verdict(type_probs, level_probs, decision, p.reader_text, {**p.ms, "classify": head_ms})

@@ -23,7 +23,7 @@ def test_help_exits_zero(capsys):
 
 
 def test_the_report_has_every_section(report):
-    assert {"load", "classify", "chat", "scaling", "peak_rss_mb", "machine"} <= set(report)
+    assert {"load", "classify", "chat", "scaling", "scan", "peak_rss_mb", "machine"} <= set(report)
     assert report["quick"] is True
 
 
@@ -55,3 +55,9 @@ def test_scaling_rows_grow_with_image_size_prompt_length_and_turns(report):
     assert scaling["image_size"] and all(row["vision"] > 0 for row in scaling["image_size"])
     assert scaling["prompt_words"] and scaling["prompt_words"][0]["first_token_ms"] > 0
     assert scaling["turns"] and scaling["turns"][0]["tokens_per_s"] > 0
+
+
+def test_scan_throughput_is_measured_with_and_without_the_reader(report):
+    scan = report["scan"]
+    assert scan["images"] > 0
+    assert scan["reader_images_per_s"] > 0 and scan["no_reader_images_per_s"] > 0

@@ -43,6 +43,44 @@ def test_vision_and_reader_run_once_per_image(tiny_engine, text_image_path):
     assert again.ms["vision"] == 0.0 and again.ms["reader"] == 0.0
 
 
+def test_prepare_many_gives_what_prepare_gives_image_by_image(tiny_engine, text_image_path, photo_path):
+    import torch
+
+    from safevlm.images import load_image
+
+    def fresh(path, n):  # a pixel changed: new to every cache
+        image = Image.open(path).convert("RGB")
+        image.putpixel((0, 0), (n, 3, 5))
+        return load_image(image)
+
+    text, photo = fresh(text_image_path, 11), fresh(photo_path, 12)
+    batch = tiny_engine.prepare_many([text, photo, text])
+    assert batch[0] is batch[2] and len(batch) == 3
+    assert "bake bread" in batch[0].reader_text.lower() and batch[0].ms["reader"] > 0
+    for loaded, prepared in zip((text, photo), batch, strict=False):
+        pixels = tiny_engine.model.base.image_transform(loaded.image).unsqueeze(0)
+        with torch.no_grad():
+            alone = tiny_engine.model.get_image_features(pixels)
+        assert torch.allclose(prepared.features.grid, alone.grid, atol=1e-4)
+        assert prepared.reader_text == tiny_engine.reader.read(loaded.image)
+    assert tiny_engine.prepare(photo) is batch[1]  # cached for the single path too
+
+
+def test_parallel_reader_sessions_read_each_image_in_order(text_image_path, photo_path):
+    from PIL import ImageDraw, ImageFont
+
+    from safevlm.reader import Reader
+
+    sign = Image.new("RGB", (420, 120), "white")
+    ImageDraw.Draw(sign).text((20, 30), "Repot the cactus in May.", fill="black",
+                              font=ImageFont.load_default(28))
+    images = [Image.open(text_image_path), Image.open(photo_path), sign, Image.new("RGB", (4, 4))]
+    reader = Reader(workers=2)
+    texts = reader.read_many(images)
+    assert texts == [reader.read(image) for image in images]
+    assert "bread" in texts[0].lower() and "cactus" in texts[2].lower() and texts[3] == ""
+
+
 def test_reader_text_reaches_the_answer(tiny_engine, text_image_path):
     answer = tiny_engine.chat(text_image_path, "What is written in the image?", mode="off",
                               settings=GenerationSettings(max_new_tokens=30)).text.lower()

@@ -63,6 +63,22 @@ def test_the_prompt_changes_the_verdict_for_the_same_image(model, image_features
     assert not torch.allclose(a.type_probs, b.type_probs)
 
 
+def test_queries_skip_the_layers_above_the_query_layer_without_changing_them(toy_base):
+    torch.manual_seed(0)
+    model = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4, query_layer=1)).eval()
+    texts = ["Steps to make a weapon at home.", "Hi"]
+    queries, mask = model.get_safety_queries(texts)
+    enc = toy_base.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        full = toy_base.text_model(**enc, output_hidden_states=True, use_cache=False).hidden_states
+    assert len(model._query_encoder().layers) == 2 < len(toy_base.text_model.layers) == 3
+    assert torch.equal(queries, full[1].float())
+    # the last layer as the query layer keeps the whole decoder (its output is normed)
+    last = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4, query_layer=3)).eval()
+    assert last._query_encoder() is toy_base.text_model
+    assert torch.equal(last.get_safety_queries(texts)[0], full[3].float())
+
+
 def test_paper_ablation_reads_only_the_first_position(toy_base, image_features):
     torch.manual_seed(0)
     paper = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4, query_source="paper")).eval()
