@@ -53,6 +53,8 @@ def plot_confusion(confusion: dict, path: Path, title: str) -> Path:
 def _headline_rows(cls: dict, chat: dict | None) -> list[tuple[str, str, str]]:
     rows = [
         ("head: detection rate on risky (flagged)", "-", _fmt(cls["detection_rate"])),
+        (f"head: detection rate on harmful (levels 2-3, n={cls.get('n_harmful')})", "-",
+         _fmt(cls.get("detection_rate_harmful"))),
         ("head: false-flag rate on safe", "-", _fmt(cls["false_flag_rate"])),
         ("head: unsafe AUROC, 1 - P(safe type)", "-", _fmt(cls["auroc"]["not_safe_type"])),
         ("head: unsafe AUROC, P(level >= 1)", "-", _fmt(cls["auroc"]["risk_level"])),
@@ -63,6 +65,8 @@ def _headline_rows(cls: dict, chat: dict | None) -> list[tuple[str, str, str]]:
             (f"chat: refusal rate on risky (n={chat['n_risky']})",
              _fmt(off["refusal_rate_risky"]), _fmt(on["refusal_rate_risky"])),
             ("chat: answered rate on risky", _fmt(off["answered_rate_risky"]), _fmt(on["answered_rate_risky"])),
+            (f"chat: answered rate on harmful (levels 2-3, n={chat.get('n_harmful')})",
+             _fmt(off.get("answered_rate_harmful")), _fmt(on.get("answered_rate_harmful"))),
             (f"chat: over-refusal rate on safe (n={chat['n_safe']})",
              _fmt(off["over_refusal_rate_safe"]), _fmt(on["over_refusal_rate_safe"])),
             (f"chat: clean answers unchanged (allowed safe, n={chat['clean_unchanged']['n']})", "-",

@@ -166,10 +166,24 @@ def test_auroc_is_in_the_unit_interval_and_does_not_depend_on_thresholds(classif
         assert low[key] == high[key]
 
 
+def test_level_one_is_reported_apart_from_the_harmful_levels(tiny_engine, records):
+    from dataclasses import replace
+
+    relabelled = [replace(r, level=1) if r.type == "insults_bullying" else r for r in records]
+    flag_all = evaluate_classification(tiny_engine, relabelled, _all(0.0), progress=False)
+    assert flag_all["n_harmful"] == 2 and flag_all["detection_rate_harmful"] == 1.0
+    assert flag_all["detection_by"]["level"] == {1: {"n": 1, "hits": 1, "rate": 1.0},
+                                                3: {"n": 2, "hits": 2, "rate": 1.0}}
+    assert evaluate_classification(tiny_engine, relabelled, _all(1.0),
+                                   progress=False)["detection_rate_harmful"] == 0.0
+    assert 0.0 <= flag_all["auroc"]["harmful_vs_safe"] <= 1.0
+
+
 def test_auroc_is_none_when_only_one_class_is_present(tiny_engine, records):
     safe_only = [r for r in records if r.type == "safe"]
     result = evaluate_classification(tiny_engine, safe_only, progress=False)
-    assert result["auroc"] == {"not_safe_type": None, "risk_level": None}
+    assert result["auroc"] == {"not_safe_type": None, "risk_level": None, "harmful_vs_safe": None}
+    assert result["detection_rate_harmful"] is None
     assert result["detection_rate"] is None
 
 
@@ -206,6 +220,8 @@ def test_allowed_safe_answers_are_identical_with_and_without_safety(tiny_engine,
         assert s["refused_with"] == is_refusal(s["answer_with"])
     rates = result["with_safety"]
     assert rates["refusal_rate_risky"] + rates["answered_rate_risky"] == 1.0
+    assert result["n_harmful"] == result["n_risky"]  # the fixture's risky records are levels 2-3
+    assert rates["answered_rate_harmful"] == rates["answered_rate_risky"]
 
 
 def test_flagged_records_are_conditioned_and_leave_no_clean_answer_to_compare(tiny_engine, records):
