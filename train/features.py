@@ -76,13 +76,14 @@ def build_examples(model: SafeVLM, records: list[Record], cache: FeatureCache,
         chunk = items[start : start + batch_size]
         pixels = torch.stack([model.base.image_transform(img.image) for _, img in chunk])
         grids = model.get_image_features(pixels).grid.half()
-        for (key, img), grid in zip(chunk, grids, strict=True):
-            text = reader.read(img.image) if reader else ""
+        texts = reader.read_many([img.image for _, img in chunk]) if reader else [""] * len(chunk)
+        for (key, _), grid, text in zip(chunk, grids, texts, strict=True):
             cache.images[key] = {"grid": grid.clone(), "reader_text": text}
         if (start // batch_size) % 10 == 9:  # OCR is slow: an interrupted run keeps its work
             cache.save()
     texts = {model.safety_query_text(r.prompt, cache.images[k]["reader_text"]) for r, k in zip(records, keys, strict=True)}
-    missing = sorted(t for t in texts if t not in cache.queries)
+    # By length, so each batch pads little (reader text runs from nothing to a page).
+    missing = sorted((t for t in texts if t not in cache.queries), key=lambda t: (len(t), t))
     for start in tqdm(range(0, len(missing), batch_size), desc=f"{desc}: queries", disable=not missing):
         chunk = missing[start : start + batch_size]
         queries, mask = model.get_safety_queries(chunk)
