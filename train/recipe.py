@@ -4,7 +4,7 @@ generate data -> stage 1 (safety modules) -> stage 2 (LoRA) -> eval -> copy the
 checkpoint to assets/checkpoint and write assets/MODEL_CARD.md. Each step is skipped when
 its output exists (delete it, or pass --fresh, to redo it); timings go to recipe.json.
 
-    python -m train.recipe [--n 3200] [--out runs/default] [--no-ship] [--smoke]
+    python -m train.recipe [--n 2400] [--out runs/default] [--no-ship] [--smoke]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def ship(checkpoint: Path, target: Path = SHIPPED) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Train the default SafeVLM checkpoint end to end.")
     p.add_argument("--data", default="data/gen")
-    p.add_argument("--n", type=int, default=3200, help="generated records")
+    p.add_argument("--n", type=int, default=2400, help="generated records")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/default")
     p.add_argument("--chat-limit", type=int, default=40, help="records judged with the full chat")
