@@ -143,8 +143,6 @@ def measure_load(base: str, checkpoint: str | None) -> dict:
 
 
 def measure_classify(engine, repeats: int, batch: int) -> dict:
-    from safevlm.scan import classify_batch
-
     images = [photo("chelsea"), photo("coffee"), typographic(RISKY_TITLES[0])]
     new, cached = [], []
     for image in images * repeats:
@@ -153,7 +151,7 @@ def measure_classify(engine, repeats: int, batch: int) -> dict:
         cached.append(engine.classify(loaded, CLEAN_PROMPT).ms)
     batch_images = [_Unique.make(images[i % len(images)]) for i in range(batch)]
     t0 = time.perf_counter()
-    classify_batch(engine, batch_images, [CLEAN_PROMPT] * batch, engine.thresholds())
+    engine.classify_batch(batch_images, [CLEAN_PROMPT] * batch)
     batch_s = time.perf_counter() - t0
 
     def parts(rows: list[dict]) -> dict:

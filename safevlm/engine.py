@@ -28,6 +28,8 @@ from safevlm.taxonomy import ASSETS_DIR, Taxonomy
 
 log = logging.getLogger(__name__)
 
+QUERY_GROUP = 4  # texts per LLM query pass in batch classify, grouped by length
+NO_IMAGE = "<no image>"  # the cache key of a turn without an image
 DEFAULT_PROMPT = "Describe this image."  # what the head reads when classify gets no prompt
 DEFAULT_CHECKPOINT = ASSETS_DIR / "checkpoint"
 MAX_PROMPT_CHARS = 4000
@@ -160,98 +162,113 @@ class ChatEngine:
 
     def prepare(self, image: LoadedImage | None) -> _Prepared:
         """Vision features and reader text of an image, computed once per content hash."""
-        key = image.sha256 if image is not None else "<no image>"
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-            from PIL import Image
+        return self.prepare_many([image])[0]
 
-            picture = image.image if image is not None else Image.new("RGB", (224, 224), (128, 128, 128))
-            t0 = time.perf_counter()
-            pixels = self.model.base.image_transform(picture).unsqueeze(0)
-            features = self.model.get_image_features(pixels)
-            t1 = time.perf_counter()
-            reader_text = self._read(image) if image is not None else ""
-            t2 = time.perf_counter()
-            if image is None:  # no image: the LLM gets none, the head sees a blank grid
-                features = ImageFeatures(features.grid, features.embeds[:, :0], features.embeds_mask[:, :0])
-            prepared = _Prepared(features, reader_text,
-                                 {"vision": (t1 - t0) * 1000, "reader": (t2 - t1) * 1000})
-            self._cache[key] = prepared
+    def prepare_many(self, images: Sequence[LoadedImage | None]) -> list[_Prepared]:
+        """`prepare` for many images: one vision pass for those not cached yet and the
+        reader's parallel sessions for their text (one image uses the single all-cores
+        session). `ms` holds the batch's time shared out evenly over its new images."""
+        keys = [image.sha256 if image is not None else NO_IMAGE for image in images]
+        with self._lock:
+            found = {}
+            for key in keys:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    found[key] = self._cache[key]
+            todo = {key: image for key, image in zip(keys, images, strict=True) if key not in found}
+        new = self._compute(todo) if todo else {}
+        with self._lock:
+            self._cache.update(new)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-            return prepared
+        return [found.get(key) or new[key] for key in keys]
 
-    def prepare_many(self, images: Sequence[LoadedImage]) -> list[_Prepared]:
-        """`prepare` for a batch, the throughput path of batch work such as the scan: one
-        vision pass for the images not cached yet and the reader's parallel sessions for
-        their text. The per-image timings are the batch's, shared out evenly."""
-        with self._lock:
-            todo = list({im.sha256: im for im in images if im.sha256 not in self._cache}.values())
-        if todo:
-            t0 = time.perf_counter()
-            pixels = torch.stack([self.model.base.image_transform(im.image) for im in todo])
-            features = self.model.get_image_features(pixels)
-            t1 = time.perf_counter()
-            unread = [im for im in todo if im.sha256 not in self._texts]
-            texts = dict(zip((im.sha256 for im in unread),
-                             self.reader.read_many([im.image for im in unread]) if self.reader else
-                             [""] * len(unread), strict=True))
-            t2 = time.perf_counter()
-            ms = {"vision": (t1 - t0) * 1000 / len(todo), "reader": (t2 - t1) * 1000 / len(todo)}
-            with self._lock:
-                for k, im in enumerate(todo):
-                    if im.sha256 in texts:
-                        self._remember_text(im.sha256, texts[im.sha256])
-                    self._cache[im.sha256] = _Prepared(
-                        ImageFeatures(features.grid[k : k + 1], features.embeds[k : k + 1],
-                                      features.embeds_mask[k : k + 1]),
-                        texts.get(im.sha256, self._texts.get(im.sha256, "")), dict(ms))
-                while len(self._cache) > max(self._cache_size, len(todo)):
-                    self._cache.popitem(last=False)
-        with self._lock:  # the batch stays cached even past cache_size, until the next one
-            return [self._cache.get(im.sha256) or self.prepare(im) for im in images]
+    def _compute(self, todo: dict[str, LoadedImage | None]) -> dict[str, _Prepared]:
+        from PIL import Image
 
-    def _remember_text(self, key: str, text: str) -> None:
-        self._texts[key] = text
-        while len(self._texts) > self._text_cache_size:
-            self._texts.popitem(last=False)
+        images = list(todo.values())
+        t0 = time.perf_counter()
+        blank = Image.new("RGB", (224, 224), (128, 128, 128))  # no image: the head sees a grey grid
+        pixels = torch.stack([self.model.base.image_transform(im.image if im else blank) for im in images])
+        features = self.model.get_image_features(pixels)
+        t1 = time.perf_counter()
+        texts = self._read_many([im for im in images if im is not None])
+        t2 = time.perf_counter()
+        ms = {"vision": (t1 - t0) * 1000 / len(images), "reader": (t2 - t1) * 1000 / len(images)}
+        out = {}
+        for k, (key, image) in enumerate(todo.items()):
+            n_embeds = features.embeds.shape[1] if image is not None else 0  # no image: the LLM gets none
+            out[key] = _Prepared(
+                ImageFeatures(features.grid[k : k + 1], features.embeds[k : k + 1, :n_embeds],
+                              features.embeds_mask[k : k + 1, :n_embeds]),
+                texts.get(key, ""), dict(ms))
+        return out
 
-    def _read(self, image: LoadedImage) -> str:
+    def _read_many(self, images: Sequence[LoadedImage]) -> dict[str, str]:
+        """Reader text by content hash, from the text cache or the reader."""
         if self.reader is None:
-            return ""
-        if image.sha256 in self._texts:
-            self._texts.move_to_end(image.sha256)
-            return self._texts[image.sha256]
-        text = self.reader.read(image.image)
-        self._remember_text(image.sha256, text)
-        return text
+            return {}
+        with self._lock:
+            texts = {im.sha256: self._texts[im.sha256] for im in images if im.sha256 in self._texts}
+            for key in texts:
+                self._texts.move_to_end(key)
+        unread = [im for im in images if im.sha256 not in texts]
+        read = dict(zip((im.sha256 for im in unread), self.reader.read_many([im.image for im in unread]),
+                        strict=True))
+        with self._lock:
+            self._texts.update(read)
+            while len(self._texts) > self._text_cache_size:
+                self._texts.popitem(last=False)
+        return texts | read
 
     def classify(self, image: LoadedImage | str | Path | None, prompt: str | None = None,
                  thresholds=None) -> Verdict:
         image = self._load(image)
         prompt = clean_prompt(prompt) if prompt else DEFAULT_PROMPT
-        thresholds = self.thresholds(thresholds)
         with self._lock:
-            cached = image is None or image.sha256 in self._cache
-            prepared = self.prepare(image)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                queries, mask = self.model.get_safety_queries(
-                    [self.model.safety_query_text(prompt, prepared.reader_text)]
-                )
-                out = self.model.classify_safety(prepared.features, queries, mask)
-            ms = {"vision": 0.0, "reader": 0.0} if cached else dict(prepared.ms)
-            ms["classify"] = (time.perf_counter() - t0) * 1000
-        type_probs = dict(zip(self.taxonomy.types, out.type_probs[0].tolist(), strict=True))
-        level_probs = out.level_probs[0].tolist()
-        decision = decide(type_probs, level_probs, self.taxonomy, thresholds)
-        return Verdict(type_probs, level_probs, decision, prepared.reader_text, ms)
+            cached = (image.sha256 if image is not None else NO_IMAGE) in self._cache
+            verdict = self.classify_prepared([self.prepare(image)], [prompt], thresholds)[0]
+        if cached:
+            verdict.ms.update(vision=0.0, reader=0.0)
+        return verdict
 
-    def classify_many(self, images: Sequence, prompt: str | None = None, thresholds=None) -> Iterator[Verdict]:
-        for image in images:
-            yield self.classify(image, prompt, thresholds)
+    def classify_batch(self, images: Sequence[LoadedImage | None], prompts: Sequence[str],
+                       thresholds=None) -> list[Verdict]:
+        """`classify` for many (image, prompt) pairs: `prepare_many`, then `classify_prepared`.
+        The tokenizer pads on the right, so a batched verdict equals the single one up to
+        float rounding."""
+        return self.classify_prepared(self.prepare_many(images), [clean_prompt(p) for p in prompts],
+                                      thresholds)
+
+    def classify_prepared(self, prepared: Sequence[_Prepared], prompts: Sequence[str],
+                          thresholds=None) -> list[Verdict]:
+        """Verdicts for prepared images and clean prompts. Reader text runs from nothing
+        (photos) to a page, so the LLM query pass runs on small groups of similar length
+        rather than padding everything to the longest."""
+        thresholds = self.thresholds(thresholds)
+        model = self.model
+        texts = [model.safety_query_text(prompt, p.reader_text) for prompt, p in zip(prompts, prepared, strict=True)]
+        lengths = [len(ids) for ids in model.base.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        rows: list = [None] * len(texts)
+        start = time.perf_counter()
+        with torch.no_grad():  # caches untouched: no lock, so batch work overlaps `prepare_many`
+            for i in range(0, len(order), QUERY_GROUP):
+                group = order[i : i + QUERY_GROUP]
+                queries, mask = model.get_safety_queries([texts[k] for k in group])
+                # The head reads only the vision grid; the LLM's image embeds are not needed here.
+                grid = torch.cat([prepared[k].features.grid for k in group])
+                out = model.classify_safety(ImageFeatures(grid, None, None), queries, mask)
+                for j, k in enumerate(group):
+                    rows[k] = (out.type_probs[j].tolist(), out.level_probs[j].tolist())
+        head_ms = (time.perf_counter() - start) * 1000 / max(len(texts), 1)
+        verdicts = []
+        for p, (type_row, level_probs) in zip(prepared, rows, strict=True):
+            type_probs = dict(zip(self.taxonomy.types, type_row, strict=True))
+            decision = decide(type_probs, level_probs, self.taxonomy, thresholds)
+            verdicts.append(Verdict(type_probs, level_probs, decision, p.reader_text,
+                                    {**p.ms, "classify": head_ms}))
+        return verdicts
 
     # ------------------------------------------------------------------ chat
 

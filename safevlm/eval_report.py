@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from safevlm.eval import is_refusal
+from safevlm.refusal import is_refusal
 
 
 def _slug(name: str) -> str:
@@ -97,7 +97,7 @@ def _markdown(results: dict, pngs: dict[str, str]) -> str:
         f"- chat: up to {settings.get('chat_limit')} records per set (half risky, half safe, "
         f"seed {settings.get('seed')}), greedy, max {settings.get('max_new_tokens')} new tokens",
         "- \"without safety\" = mode `off` with thresholds that never flag (the plain base model); "
-        "refusals are judged by `safevlm.eval.is_refusal` (see the end of this report).",
+        "refusals are judged by `safevlm.refusal.is_refusal` (see the end of this report).",
     ]
     for name, entry in results["sets"].items():
         cls, chat = entry["classification"], entry.get("chat")

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safevlm.policy import Thresholds, decide
+from safevlm.policy import Thresholds
 from safevlm.scan_report import write_report
 from safevlm.taxonomy import Taxonomy
 
 if TYPE_CHECKING:  # torch and the model load only when a scan runs, not for `safevlm --help`
     from safevlm.engine import ChatEngine, Verdict
-    from safevlm.images import LoadedImage
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +365,6 @@ def scan(
 
 
 PREFETCH = True
-QUERY_GROUP = 4  # texts per LLM query pass, grouped by length
 
 
 def _classified_batches(engine, pending, batch_size, thresholds, prefetch):
@@ -423,10 +421,9 @@ def read_items(engine: ChatEngine, items: Sequence[ScanItem]) -> list[_Read]:
             continue
         read.append(_Read(item, prompt))
         loaded.append((read[-1], image))
-    pictures = [image for _, image in loaded if image is not None]
-    prepared = iter(engine.prepare_many(pictures))  # one vision pass, OCR in parallel
-    for r, image in loaded:
-        r.prepared = next(prepared) if image is not None else engine.prepare(None)
+    prepared = engine.prepare_many([image for _, image in loaded])  # one vision pass, OCR in parallel
+    for (r, _), p in zip(loaded, prepared, strict=True):
+        r.prepared = p
     return read
 
 
@@ -434,9 +431,7 @@ def classify_read(engine: ChatEngine, read: Sequence[_Read], thresholds: Thresho
     """CSV rows for a batch, in order: a verdict each (one batched head pass), or the error."""
     ready = [r for r in read if not r.error]
     verdicts = iter(
-        _classify_prepared(
-            engine, [r.prepared for r in ready], [r.prompt for r in ready], thresholds
-        )
+        engine.classify_prepared([r.prepared for r in ready], [r.prompt for r in ready], thresholds)
         if ready
         else ()
     )
@@ -448,68 +443,6 @@ def classify_read(engine: ChatEngine, read: Sequence[_Read], thresholds: Thresho
     ]
 
 
-def classify_batch(
-    engine: ChatEngine,
-    images: Sequence[LoadedImage | None],
-    prompts: Sequence[str],
-    thresholds: Thresholds,
-) -> list[Verdict]:
-    """`engine.classify` for many (image, prompt) pairs at once: one vision pass and the
-    reader's parallel sessions through `engine.prepare_many` (cached by content), then LLM
-    query passes on groups of similar length and the safety head. The tokenizer pads on the
-    right, so a batched verdict equals the single one up to float rounding."""
-    from safevlm.engine import clean_prompt
-
-    pictures = iter(engine.prepare_many([image for image in images if image is not None]))
-    prepared = [next(pictures) if image is not None else engine.prepare(None) for image in images]
-    return _classify_prepared(engine, prepared, [clean_prompt(p) for p in prompts], thresholds)
-
-
-def _classify_prepared(
-    engine: ChatEngine, prepared: Sequence, prompts: Sequence[str], thresholds: Thresholds
-) -> list[Verdict]:
-    import torch
-
-    from safevlm.engine import Verdict
-    from safevlm.model import ImageFeatures
-
-    model, taxonomy = engine.model, engine.taxonomy
-    start = time.perf_counter()
-    texts = [model.safety_query_text(prompt, p.reader_text) for prompt, p in zip(prompts, prepared, strict=True)]
-    # Reader text ranges from nothing (photos) to a page: padding a whole batch to its longest
-    # text wastes most of the LLM pass, so it runs on short groups of similar length.
-    lengths = [len(ids) for ids in model.base.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(texts)), key=lengths.__getitem__)
-    type_rows, level_rows = [None] * len(texts), [None] * len(texts)
-    with torch.no_grad():
-        for i in range(0, len(order), QUERY_GROUP):
-            group = order[i : i + QUERY_GROUP]
-            queries, mask = model.get_safety_queries([texts[k] for k in group])
-            # The head reads only the vision grid; the LLM's image embeds are not needed here.
-            grid = torch.cat([prepared[k].features.grid for k in group])
-            out = model.classify_safety(
-                ImageFeatures(
-                    grid,
-                    grid.new_zeros(len(group), 0, 1),
-                    grid.new_zeros(len(group), 0, dtype=torch.bool),
-                ),
-                queries,
-                mask,
-            )
-            for j, k in enumerate(group):
-                type_rows[k], level_rows[k] = out.type_probs[j].tolist(), out.level_probs[j].tolist()
-    head_ms = (time.perf_counter() - start) * 1000 / len(prepared)
-    verdicts = []
-    for k, p in enumerate(prepared):
-        type_probs = dict(zip(taxonomy.types, type_rows[k], strict=True))
-        level_probs = level_rows[k]
-        decision = decide(type_probs, level_probs, taxonomy, thresholds)
-        verdicts.append(
-            Verdict(type_probs, level_probs, decision, p.reader_text, {**p.ms, "classify": head_ms})
-        )
-    return verdicts
-
-
 __all__ = [
     "ScanError",
     "ScanItem",
@@ -517,6 +450,5 @@ __all__ = [
     "csv_columns",
     "find_items",
     "read_rows",
-    "classify_batch",
     "scan",
 ]

@@ -14,10 +14,10 @@ from safevlm.eval import (
     eval_sets,
     evaluate_chat,
     evaluate_classification,
-    is_refusal,
     select_chat_records,
 )
 from safevlm.eval_report import write_report
+from safevlm.refusal import is_refusal
 from safevlm.taxonomy import ASSETS_DIR, load_taxonomy
 
 TAXONOMY = load_taxonomy()

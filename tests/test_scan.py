@@ -10,7 +10,7 @@ from PIL import Image
 from safevlm.cli import main
 from safevlm.data.schema import Record, write_jsonl
 from safevlm.images import load_image
-from safevlm.scan import ScanError, classify_batch, csv_columns, find_items, read_rows, scan
+from safevlm.scan import ScanError, csv_columns, find_items, read_rows, scan
 
 SCRIPT = "<script>alert(1)</script>"
 COLOURS = ("red", "green", "blue", "white", "black", "orange")
@@ -236,7 +236,7 @@ def test_batched_verdicts_equal_the_engines_classify(tiny_engine, folder, text_i
     prompts = ["What is this?", "Read the text and follow it.", "Say hi."]
     thresholds = tiny_engine.thresholds()
 
-    batched = classify_batch(tiny_engine, images, prompts, thresholds)
+    batched = tiny_engine.classify_batch(images, prompts, thresholds)
 
     for image, prompt, verdict in zip(images, prompts, batched, strict=True):
         single = tiny_engine.classify(image, prompt, thresholds)

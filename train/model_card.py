@@ -140,7 +140,7 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         f"Checkpoint `{model.get('checkpoint')}`, base `{model.get('base')}`, default thresholds "
         f"{json.dumps(results.get('settings', {}).get('thresholds', {}))}, mode "
         f"`{results.get('settings', {}).get('mode')}`. 'base' = the same model with the safety "
-        "modules off. Refusal is judged by `safevlm.eval.is_refusal` (a phrase list).", "",
+        "modules off. Refusal is judged by `safevlm.refusal.is_refusal` (a phrase list).", "",
         *_eval_section(results), "",
         "## Targets (Training issue)", "", *_targets_section(results), "",
     ]
