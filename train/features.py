@@ -6,6 +6,7 @@ head trains without running the vision tower, OCR or the LLM again.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ class Example:
 
 
 class FeatureCache:
-    """Image grids + reader text keyed by image sha256 (one file per base); query features
+    """Image grids + reader text keyed by image sha256 (one file per base checkpoint); query features
     keyed by query text (one file per base and query wiring, so ablations share the OCR)."""
 
     def __init__(self, images_path: Path | None = None, queries_path: Path | None = None):
@@ -51,8 +52,10 @@ class FeatureCache:
     @classmethod
     def for_model(cls, folder: Path, model: SafeVLM) -> FeatureCache:
         cfg = model.config
-        return cls(folder / f"features-{model.base.name}-images.pt",
-                   folder / f"features-{model.base.name}-queries-{cfg.query_source}-{cfg.query_layer}.pt")
+        # keyed by the base's id, not its kind: two Llava checkpoints must not share features
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.base.id).strip("-")
+        return cls(folder / f"features-{base}-images.pt",
+                   folder / f"features-{base}-queries-{cfg.query_source}-{cfg.query_layer}.pt")
 
     def save(self) -> None:
         for path, data in ((self.images_path, self.images), (self.queries_path, self.queries)):

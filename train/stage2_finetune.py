@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -39,6 +40,13 @@ def conditioning_for(example, taxonomy, rng: random.Random) -> dict:
     mode = rng.choice(CONDITIONINGS)
     hint = taxonomy.hint(example.record.type, example.record.level) if mode["hint"] else None
     return {"hint": hint, "tokens": mode["tokens"]}
+
+
+def lora_targets(base) -> str:
+    """A peft target regex for the LLM's linear layers only: on LLaVA the CLIP tower's
+    attention has q_proj/k_proj/v_proj too, and it must stay as stage 1 saw it."""
+    prefix = next(name for name, module in base.lm.named_modules() if module is base.text_model)
+    return rf"{re.escape(prefix)}\..*\.({'|'.join(LORA_TARGETS)})"
 
 
 def half_precision(path: Path) -> None:
@@ -77,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     mix = risky + rng.sample(clean, n_clean)
     conditioning = {id(e): conditioning_for(e, model.taxonomy, rng) for e in mix}
 
+    targets = lora_targets(base)
     base.lm = get_peft_model(base.lm, LoraConfig(
         r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout,
-        target_modules=LORA_TARGETS, task_type="CAUSAL_LM",
+        target_modules=targets, task_type="CAUSAL_LM",
     ))
     cfg = config_from_args(args, DEFAULTS)
 
@@ -97,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "stage2.json").write_text(json.dumps({
         "examples": len(mix), "risky": len(risky), "clean": n_clean, "steps": result.steps,
         "seconds": round(result.seconds, 1), "final_loss": result.losses[-1],
-        "lora": {"r": args.rank, "alpha": args.alpha, "dropout": args.dropout, "targets": LORA_TARGETS},
+        "lora": {"r": args.rank, "alpha": args.alpha, "dropout": args.dropout, "targets": targets},
         "base": base.id}, indent=2) + "\n")
     log.info("saved stage 2 checkpoint (safety modules + adapter) to %s", out)
     return 0
