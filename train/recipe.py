@@ -5,6 +5,10 @@ checkpoint to assets/checkpoint and write assets/MODEL_CARD.md. Each step is ski
 its output exists (delete it, or pass --fresh, to redo it); timings go to recipe.json.
 
     python -m train.recipe [--n 2400] [--out runs/default] [--no-ship] [--smoke]
+    python -m train.recipe --base llava:/path/to/llava-1.5-7b-hf --out runs/llava   # GPU host
+
+Only a checkpoint of the offline default base (`tiny`) is shipped to assets/: the app
+starts on it. Any other base trains, evaluates and stays in --out.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def ship(checkpoint: Path, target: Path = SHIPPED) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Train the default SafeVLM checkpoint end to end.")
+    p.add_argument("--base", default="tiny", help="'tiny' (offline default) or 'llava:<dir or hub id>'")
     p.add_argument("--data", default="data/gen")
     p.add_argument("--n", type=int, default=2400, help="generated records")
     p.add_argument("--seed", type=int, default=0)
@@ -72,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out, ignore_errors=True)
     n = 48 if args.smoke else args.n
     smoke = ["--smoke"] if args.smoke else []
+    base = ["--base", args.base]
     steps2 = ["--max-steps", str(args.stage2_steps)] if args.stage2_steps else []
     timings: dict[str, float] = {}
     record = out / "recipe.json"
@@ -79,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
              lambda: (generate_dataset(data, n=n, seed=args.seed, progress=True),
                       make_figstep_eval(data / "figstep_eval", args.seed)), timings, record)
     run_step("stage1", (out / "stage1" / WEIGHTS_FILE).exists(),
-             lambda: stage1_safety.main(["--data", str(data), "--out", str(out / "stage1"),
+             lambda: stage1_safety.main([*base, "--data", str(data), "--out", str(out / "stage1"),
                                          "--seed", str(args.seed), *smoke]), timings, record)
     run_step("stage2", (out / "stage2" / ADAPTER_DIR).exists(),
-             lambda: stage2_finetune.main(["--init", str(out / "stage1"), "--data", str(data),
+             lambda: stage2_finetune.main([*base, "--init", str(out / "stage1"), "--data", str(data),
                                            "--out", str(out / "stage2"), "--seed", str(args.seed),
                                            *steps2, *smoke]),
              timings, record)
@@ -93,17 +99,22 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = None
     if evaluation is not None:
         # eval finds the FigStep-like held-out set beside the data by itself
-        eval_args = ["eval", "--data", str(data), "--split", "test", "--checkpoint", str(out / "stage2"),
+        eval_args = ["eval", *base, "--data", str(data), "--split", "test", "--checkpoint", str(out / "stage2"),
                      "--out", str(eval_dir), "--chat-limit", str(4 if args.smoke else args.chat_limit)]
+        if args.smoke:
+            eval_args += ["--limit", "32", "--max-new-tokens", "8"]
         from safevlm.cli import main as cli_main
 
         run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings, record)
     saved = json.loads(record.read_text()) if record.exists() else {}
-    saved.update({"n": n, "seed": args.seed, "data": str(data), "out": str(out),
+    saved.update({"base": args.base, "n": n, "seed": args.seed, "data": str(data), "out": str(out),
                   "stage2_steps": args.stage2_steps, "chat_limit": args.chat_limit})
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(saved, indent=2) + "\n")
-    if not args.no_ship and not args.smoke:
+    if args.base != "tiny" and not args.no_ship:
+        log.info("not shipping: assets/ holds the checkpoint of the offline default base only; "
+                 "this one is in %s", out / "stage2")
+    elif not args.no_ship and not args.smoke:
         ship(out / "stage2")
         from train.model_card import write_model_card
 
