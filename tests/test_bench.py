@@ -61,3 +61,20 @@ def test_scan_throughput_is_measured_with_and_without_the_reader(report):
     scan = report["scan"]
     assert scan["images"] > 0
     assert scan["reader_images_per_s"] > 0 and scan["no_reader_images_per_s"] > 0
+
+
+def test_the_llava_path_benches_too(tmp_path, tiny_llava_dir, toy_base):
+    """The GPU-host path (`--base llava:DIR`), here on a tiny random Llava and untrained
+    safety modules: every section runs, and the report names the base it measured."""
+    from safevlm.config import SafeVLMConfig
+    from safevlm.model import SafeVLM
+
+    checkpoint = tmp_path / "checkpoint"
+    SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4)).save_safety_modules(checkpoint)
+    out = tmp_path / "results.json"
+    assert cli_main(["bench", "--quick", "--base", f"llava:{tiny_llava_dir}",
+                     "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["base"].startswith("llava:") and report["load"]["first_load_s"] > 0
+    assert report["classify"]["new_image_ms"]["reader"] < 1  # no OCR: LLaVA reads text itself
+    assert report["chat"]["clean"]["base"]["tokens_per_s"] > 0
