@@ -145,17 +145,19 @@ class ChatLog:
     def feedback(
         self, session: ChatSession | None, index: Any, liked: Any, comment: str
     ) -> tuple[str, str]:
-        """A thumbs up/down on an answer (Chatbot.like): stored with the comment box's text.
+        """A thumbs up/down on an answer (Chatbot.like), stored with the comment box's text;
+        a second click changes the rating, and clearing it on screen takes it back.
         Returns (status line, new comment box value)."""
         if isinstance(index, list | tuple):
             index = index[0]
-        if liked not in (True, False):
-            return "Rating removed on screen; the rating already sent is kept.", comment
         turn_id = session.turn_ids.get(int(index)) if session is not None else None
         if turn_id is None:
             return "This answer was not logged, so there is nothing to attach feedback to.", comment
+        rating = (1 if liked else -1) if isinstance(liked, bool) else None
         try:
-            self.store.add_feedback(turn_id, 1 if liked else -1, (comment or "").strip()[:2000])
+            self.store.set_feedback(turn_id, rating, (comment or "").strip()[:2000])
         except StoreError as error:
             raise shown(error) from None
+        if rating is None:
+            return f"Rating removed for answer #{turn_id}.", comment
         return f"Thanks: {'👍' if liked else '👎'} saved for answer #{turn_id}.", ""

@@ -401,6 +401,14 @@ def test_thumbs_feedback_is_stored_with_the_comment(handlers, db_path):
     with sqlite3.connect(db_path) as db:
         assert db.execute("SELECT rating, comment FROM feedback").fetchall() == [(-1, "too vague")]
 
+    # a second click changes the vote; clearing it on screen (Gradio sends "") takes it back
+    status, _ = handlers.feedback(final.session, answer_index, True, "")
+    (logged,) = reopened_turns(db_path)
+    assert "saved" in status and (logged["feedback_up"], logged["feedback_down"]) == (1, 0)
+    status, _ = handlers.feedback(final.session, answer_index, "", "")
+    (logged,) = reopened_turns(db_path)
+    assert "removed" in status and (logged["feedback_up"], logged["feedback_down"]) == (0, 0)
+
 
 def test_feedback_on_an_unlogged_answer_stores_nothing(handlers, db_path):
     final = turn(handlers, "What animal is this?", image=CAT, log_this_chat=False)[-1]

@@ -291,20 +291,28 @@ def test_threads_sharing_one_session_get_distinct_consecutive_indexes(db_path):
 # --- feedback and annotations --------------------------------------------------------------
 
 
-def test_feedback_is_stored_and_counted_on_the_turn(store, db_path):
+def test_a_turn_has_one_rating_that_can_be_changed_or_taken_back(store, db_path):
     turn_id = store.log_turn(store.start_session(), **turn())
-    store.add_feedback(turn_id, 1)
-    store.add_feedback(turn_id, -1, comment="refused a harmless question")
-    assert [r["comment"] for r in rows(db_path, "SELECT comment FROM feedback ORDER BY id")] == [
-        "",
-        "refused a harmless question",
-    ]
+    store.set_feedback(turn_id, 1, comment="clear answer")
     got = store.get_turn(turn_id)
-    assert (got["feedback_up"], got["feedback_down"]) == (1, 1)
-    with pytest.raises(StoreError, match=r"\+1 .* or -1"):
-        store.add_feedback(turn_id, 5)
+    assert (got["feedback_up"], got["feedback_down"]) == (1, 0)
+
+    # changing the vote replaces it (not one up and one down); an empty comment keeps the old one
+    store.set_feedback(turn_id, -1)
+    assert [(r["rating"], r["comment"]) for r in rows(db_path, "SELECT rating, comment FROM feedback")] == [
+        (-1, "clear answer")]
+    store.set_feedback(turn_id, -1, comment="refused a harmless question")
+    assert [r["comment"] for r in rows(db_path, "SELECT comment FROM feedback")] == ["refused a harmless question"]
+    got = store.get_turn(turn_id)
+    assert (got["feedback_up"], got["feedback_down"]) == (0, 1)
+
+    assert store.set_feedback(turn_id, None) is None
+    got = store.get_turn(turn_id)
+    assert (got["feedback_up"], got["feedback_down"]) == (0, 0)
+    with pytest.raises(StoreError, match=r"\+1 .* -1 .* or None"):
+        store.set_feedback(turn_id, 5)
     with pytest.raises(StoreError, match="no turn with id 999"):
-        store.add_feedback(999, 1)
+        store.set_feedback(999, 1)
 
 
 def test_two_annotators_are_both_kept_and_the_latest_label_wins(db_path):
@@ -606,7 +614,7 @@ def test_purge_removes_old_turns_their_labels_and_unreferenced_images(store, db_
     old_b = store.log_turn(session_id, **turn(), image=shared)
     new_c = store.log_turn(session_id, **turn(), image=shared)
     new_d = store.log_turn(session_id, **turn(), image=only_new)
-    store.add_feedback(old_a, -1)
+    store.set_feedback(old_a, -1)
     store.annotate(old_b, annotator="alice")
     store.annotate(new_c, annotator="alice")
     old_hash = store.get_turn(old_a)["image_hash"]

@@ -266,17 +266,27 @@ class Store(LogReader):
                 f"no turn with id {turn_id!r} in {self.path}; it was never logged or was purged"
             )
 
-    def add_feedback(self, turn_id: int, rating: int, comment: str = "") -> int:
-        """Record a user's thumbs up (+1) or down (-1) on a turn; returns the feedback id."""
-        if not is_int(rating) or rating not in (-1, 1):
-            raise StoreError(f"rating must be +1 (thumbs up) or -1 (thumbs down); got {rating!r}")
-        with self._write("add feedback") as db:
+    def set_feedback(self, turn_id: int, rating: int | None, comment: str = "") -> int | None:
+        """Set a user's rating of a turn: thumbs up (+1), down (-1), or None to take it back.
+
+        A turn has one rater (the chat that made it), so a new rating replaces the old one
+        rather than adding to the counts; an empty comment keeps the comment already given.
+        Returns the feedback row's id, or None when the rating was removed."""
+        if rating is not None and (not is_int(rating) or rating not in (-1, 1)):
+            raise StoreError(f"rating must be +1 (thumbs up), -1 (thumbs down) or None; got {rating!r}")
+        with self._write("set feedback") as db:
             self._turn_exists(db, turn_id)
+            old = db.execute(
+                "SELECT comment FROM feedback WHERE turn_id = ? ORDER BY id DESC LIMIT 1", [turn_id]
+            ).fetchone()
+            db.execute("DELETE FROM feedback WHERE turn_id = ?", [turn_id])
+            if rating is None:
+                return None
             record = {
                 "turn_id": turn_id,
                 "created": now(),
                 "rating": rating,
-                "comment": comment or "",
+                "comment": comment or (old[0] if old else ""),
             }
             return db["feedback"].insert(record).last_pk
 
