@@ -66,25 +66,33 @@ class FeatureCache:
 
 def build_examples(model: SafeVLM, records: list[Record], cache: FeatureCache,
                    reader: Reader | None, batch_size: int = 32, desc: str = "features") -> list[Example]:
-    """Examples with every frozen feature filled in, computing only what the cache lacks."""
+    """Examples with every frozen feature filled in, computing only what the cache lacks.
+
+    With `reader=None` the examples carry no reader text, whatever the cache holds; an image
+    cached without reading (its text None, not "") is read when a reader comes along."""
     keys = []
     todo: dict[str, object] = {}
     for r in records:
         loaded = load_image(r.image_path)
         keys.append(loaded.sha256)
-        if loaded.sha256 not in cache.images and loaded.sha256 not in todo:
+        entry = cache.images.get(loaded.sha256)
+        unread = entry is not None and reader is not None and entry["reader_text"] is None
+        if (entry is None or unread) and loaded.sha256 not in todo:
             todo[loaded.sha256] = loaded
     items = list(todo.items())
     for start in tqdm(range(0, len(items), batch_size), desc=f"{desc}: images", disable=not items):
         chunk = items[start : start + batch_size]
         pixels = torch.stack([model.base.image_transform(img.image) for _, img in chunk])
         grids = model.get_image_features(pixels).grid.half()
-        texts = reader.read_many([img.image for _, img in chunk]) if reader else [""] * len(chunk)
+        texts = reader.read_many([img.image for _, img in chunk]) if reader else [None] * len(chunk)
         for (key, _), grid, text in zip(chunk, grids, texts, strict=True):
             cache.images[key] = {"grid": grid.clone(), "reader_text": text}
         if (start // batch_size) % 10 == 9:  # OCR is slow: an interrupted run keeps its work
             cache.save()
-    texts = {model.safety_query_text(r.prompt, cache.images[k]["reader_text"]) for r, k in zip(records, keys, strict=True)}
+    def reader_text(key: str) -> str:
+        return (cache.images[key]["reader_text"] or "") if reader else ""
+
+    texts = {model.safety_query_text(r.prompt, reader_text(k)) for r, k in zip(records, keys, strict=True)}
     # By length, so each batch pads little (reader text runs from nothing to a page).
     missing = sorted((t for t in texts if t not in cache.queries), key=lambda t: (len(t), t))
     for start in tqdm(range(0, len(missing), batch_size), desc=f"{desc}: queries", disable=not missing):
@@ -97,9 +105,8 @@ def build_examples(model: SafeVLM, records: list[Record], cache: FeatureCache,
     tax = model.taxonomy
     out = []
     for r, key in zip(records, keys, strict=True):
-        entry = cache.images[key]
-        text = model.safety_query_text(r.prompt, entry["reader_text"])
-        out.append(Example(r, key, entry["grid"], entry["reader_text"], cache.queries[text],
+        entry, read = cache.images[key], reader_text(key)
+        out.append(Example(r, key, entry["grid"], read, cache.queries[model.safety_query_text(r.prompt, read)],
                            tax.type_index(r.type), r.level))
     return out
 

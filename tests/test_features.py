@@ -1,0 +1,46 @@
+"""The training feature cache: vision grids and reader text per image, queries per text.
+What was read, what was not, and what a run without the reader gets."""
+
+from PIL import Image
+
+from safevlm.config import SafeVLMConfig
+from safevlm.data.schema import Record
+from safevlm.model import SafeVLM
+from train.features import FeatureCache, build_examples
+
+
+class CountingReader:
+    def __init__(self):
+        self.images = 0
+
+    def read_many(self, images):
+        self.images += len(images)
+        return [f"text {i}" for i in range(len(images))]
+
+
+def records(tmp_path):
+    out = []
+    for colour in ("red", "blue"):
+        path = tmp_path / f"{colour}.png"
+        Image.new("RGB", (32, 32), colour).save(path)
+        out.append(Record(image=str(path), prompt="What does it say?", response="ok", type="safe",
+                          level=0, source="test", split="train"))
+    return out
+
+
+def test_a_run_without_the_reader_does_not_poison_the_cache_for_one_with_it(tmp_path, toy_base):
+    model = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4)).eval()
+    recs, cache = records(tmp_path), FeatureCache.for_model(tmp_path, model)
+
+    blind = build_examples(model, recs, cache, reader=None)
+    assert [e.reader_text for e in blind] == ["", ""]
+
+    reader = CountingReader()
+    read = build_examples(model, recs, FeatureCache.for_model(tmp_path, model), reader)  # reopened from disk
+    assert reader.images == 2 and all(e.reader_text.startswith("text") for e in read)
+    assert not (read[0].query.shape == blind[0].query.shape and (read[0].query == blind[0].query).all())
+
+    again = build_examples(model, recs, FeatureCache.for_model(tmp_path, model), reader)
+    assert reader.images == 2 and [e.reader_text for e in again] == [e.reader_text for e in read]
+    # a run configured without the reader never sees text another run read
+    assert [e.reader_text for e in build_examples(model, recs, cache, reader=None)] == ["", ""]
