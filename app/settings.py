@@ -27,6 +27,9 @@ class AppSettings:
     max_new_tokens: int = 256
     public: bool = False  # on Hugging Face Spaces (SPACE_ID set): anyone can open the page
     max_file_size: str = "10mb"
+    hf_dataset: str | None = None  # push log snapshots to this private dataset repo
+    hf_sync_minutes: float = 10.0
+    hf_sync_images: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "AppSettings":
@@ -38,6 +41,16 @@ class AppSettings:
             raise ValueError(
                 f"SAFEVLM_MAX_NEW_TOKENS must be a whole number >= 1, got {raw_tokens!r}"
             )
+        raw_minutes = env.get("SAFEVLM_HF_SYNC_MINUTES", "10").strip()
+        try:
+            minutes = float(raw_minutes)
+        except ValueError:
+            minutes = 0.0
+        if not minutes > 0:
+            raise ValueError(f"SAFEVLM_HF_SYNC_MINUTES must be a number of minutes > 0, got {raw_minutes!r}")
+        raw_images = env.get("SAFEVLM_HF_SYNC_IMAGES", "off").strip().lower()
+        if raw_images not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"SAFEVLM_HF_SYNC_IMAGES must be on or off, got {raw_images!r}")
         return cls(
             base=env.get("SAFEVLM_BASE", "tiny").strip() or "tiny",
             checkpoint=env.get("SAFEVLM_CHECKPOINT", "").strip() or None,
@@ -46,6 +59,9 @@ class AppSettings:
             log_turns=raw_log in ("on", "1", "true", "yes"),
             max_new_tokens=int(raw_tokens),
             public=bool(env.get("SPACE_ID")),
+            hf_dataset=env.get("SAFEVLM_HF_DATASET", "").strip() or None,
+            hf_sync_minutes=minutes,
+            hf_sync_images=raw_images in ("on", "1", "true", "yes"),
         )
 
     @property

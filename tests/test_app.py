@@ -20,7 +20,8 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from app.app import build_app, launch_options  # noqa: E402
+from app.about import about_markdown  # noqa: E402
+from app.app import build_app, launch_options, start_log_sync  # noqa: E402
 from app.handlers import ChatOutputs, Handlers  # noqa: E402
 from app.panel import TYPE_STATUS_COLOURS  # noqa: E402
 from app.settings import AppSettings, load_examples  # noqa: E402
@@ -379,6 +380,29 @@ def test_settings_come_from_the_environment():
         AppSettings.from_env({"SAFEVLM_LOG": "maybe"})
     with pytest.raises(ValueError, match="SAFEVLM_MAX_NEW_TOKENS"):
         AppSettings.from_env({"SAFEVLM_MAX_NEW_TOKENS": "lots"})
+    synced = AppSettings.from_env({"SAFEVLM_HF_DATASET": " me/logs ", "SAFEVLM_HF_SYNC_MINUTES": "2.5",
+                                   "SAFEVLM_HF_SYNC_IMAGES": "on"})
+    assert (synced.hf_dataset, synced.hf_sync_minutes, synced.hf_sync_images) == ("me/logs", 2.5, True)
+    with pytest.raises(ValueError, match="SAFEVLM_HF_SYNC_MINUTES"):
+        AppSettings.from_env({"SAFEVLM_HF_SYNC_MINUTES": "0"})
+
+
+def test_a_dataset_that_cannot_be_reached_stops_the_app_with_what_to_fix(store):
+    """SAFEVLM_HF_DATASET set on a machine that cannot reach the Hub (offline here)."""
+    settings = AppSettings(hf_dataset="me/safevlm-logs")
+    with pytest.raises(SystemExit) as stopped:
+        start_log_sync(settings, store)
+    assert "me/safevlm-logs" in str(stopped.value) and "HF_TOKEN" in str(stopped.value)
+    assert start_log_sync(AppSettings(), store) is None
+
+
+def test_the_about_panel_says_where_logs_go(engine):
+    local = about_markdown(engine, AppSettings(), logging_on=True)
+    assert "nothing is uploaded anywhere" in local
+    pushed = about_markdown(engine, AppSettings(hf_dataset="me/logs", hf_sync_minutes=5), logging_on=True)
+    assert "private dataset `me/logs` every 5 minutes" in pushed and "images" not in pushed.split("Logs.")[1]
+    assert "nothing is uploaded" not in pushed
+    assert "no turn is saved" in about_markdown(engine, AppSettings(hf_dataset="me/logs"), logging_on=False)
 
 
 def test_every_example_has_an_image_and_a_prompt():
