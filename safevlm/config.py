@@ -25,6 +25,9 @@ class SafeVLMConfig:
     projector_grid: int = 4  # the safety projector pools the patch grid to grid x grid tokens
     projector_width: int = 0  # 0: derived, min(hidden_size, vision_channels)
     safety_loss_weight: float = 10.0  # paper: x10 on top of the LM loss
+    # Independently trained safety classifiers (projector + tokens set 1 + head) whose
+    # probabilities are averaged; 1 = the paper's single head.
+    head_ensemble: int = 1
     # Queries of the safety head: "hidden" = mean-pooled hidden states of a text-only pass
     # of the frozen LLM at `query_layer`; "embeddings" = raw token embeddings (mean-pooled);
     # "paper" = the authors' wiring (first position of raw embeddings), an ablation.

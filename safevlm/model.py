@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import threading
 import warnings
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from torch import nn
 
 from safevlm.bases import IMAGE_PLACEHOLDER, Base
 from safevlm.config import SafeVLMConfig
-from safevlm.modules import SafetyHead, SafetyProjector, SafetyTokens
+from safevlm.modules import SafetyHead, SafetyMember, SafetyProjector, SafetyTokens
 from safevlm.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,18 @@ class SafeVLM(nn.Module):
         self.safety_head = SafetyHead(
             base.hidden_size, config.num_heads, len(taxonomy.types), len(taxonomy.levels)
         )
+        if config.head_ensemble < 1:
+            raise ValueError(f"head_ensemble must be >= 1, got {config.head_ensemble}")
+        if config.head_ensemble > 1:
+            self.safety_ensemble = nn.ModuleList(
+                SafetyMember(
+                    SafetyProjector(base.vision_channels, base.hidden_size, config.projector_width,
+                                    config.projector_grid),
+                    SafetyTokens(config.num_head_tokens, base.hidden_size, embed_std),
+                    SafetyHead(base.hidden_size, config.num_heads, len(taxonomy.types), len(taxonomy.levels)),
+                )
+                for _ in range(config.head_ensemble - 1)
+            )
         self.to(base.device)
 
     @property
@@ -204,15 +217,28 @@ class SafeVLM(nn.Module):
             cached = self._cut_encoder
         return cached[2]
 
+    @property
+    def members(self) -> list[SafetyMember]:
+        """The ensemble's classifiers; the first is this model's own projector, tokens set 1
+        and head (a view, so checkpoint keys stay those of the single-head model)."""
+        first = SafetyMember(self.safety_projector, self.safety_tokens_head, self.safety_head)
+        return [first, *getattr(self, "safety_ensemble", [])]
+
     def classify_safety(self, image: ImageFeatures, queries: torch.Tensor,
-                        query_mask: torch.Tensor) -> SafetyOutput:
+                        query_mask: torch.Tensor, member: int | None = None) -> SafetyOutput:
         """Safety head over [safety tokens set 1; safety projector(F)] (gradients reach only
-        the safety modules)."""
-        safety_embeds = self.safety_projector(image.grid.to(self.device))
-        memory = torch.cat([self.safety_tokens_head(safety_embeds.shape[0]), safety_embeds], dim=1)
-        type_logits, level_logits = self.safety_head(queries.to(self.device), query_mask.to(self.device),
-                                                     memory)
-        return SafetyOutput(type_logits, level_logits)
+        the safety modules). With an ensemble, the logits are the log of the members' mean
+        probabilities (`member=i`: that member alone, as it is trained)."""
+        args = (image.grid.to(self.device), queries.to(self.device), query_mask.to(self.device))
+        members = self.members if member is None else [self.members[member]]
+        if len(members) == 1:
+            return SafetyOutput(*members[0](*args))
+        outputs = [m(*args) for m in members]
+        mean_log_probs = [
+            torch.stack([out[i].log_softmax(-1) for out in outputs]).logsumexp(0) - math.log(len(outputs))
+            for i in (0, 1)
+        ]
+        return SafetyOutput(*mean_log_probs)
 
     # ------------------------------------------------------------------ LLM input
 

@@ -1,4 +1,5 @@
-"""The three safety nn.Modules of SafeVLM: safety projector, safety tokens, safety head.
+"""The three safety nn.Modules of SafeVLM: safety projector, safety tokens, safety head;
+and `SafetyMember`, the three that one classifier of a head ensemble needs.
 
 Knows no base: every width comes in through constructor arguments (derived from the base
 by `model.SafeVLM`). Holds no wiring, no policy and no generation.
@@ -85,3 +86,19 @@ class SafetyHead(nn.Module):
         pooled = (x * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         pooled = pooled + self.mlp(pooled)
         return self.type_head(pooled), self.level_head(pooled)
+
+
+class SafetyMember(nn.Module):
+    """One safety classifier: its own projector, safety tokens set 1 and head. SafeVLM's
+    first member is its `safety_projector` / `safety_tokens_head` / `safety_head` (the
+    paper's single head); `head_ensemble` > 1 adds members trained independently."""
+
+    def __init__(self, projector: SafetyProjector, tokens: SafetyTokens, head: SafetyHead):
+        super().__init__()
+        self.safety_projector, self.safety_tokens_head, self.safety_head = projector, tokens, head
+
+    def forward(self, grid: torch.Tensor, queries: torch.Tensor,
+                query_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        safety_embeds = self.safety_projector(grid)
+        memory = torch.cat([self.safety_tokens_head(safety_embeds.shape[0]), safety_embeds], dim=1)
+        return self.safety_head(queries, query_mask, memory)

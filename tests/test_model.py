@@ -9,7 +9,7 @@ from PIL import Image
 
 from safevlm.bases import BaseError, load_llava_base
 from safevlm.config import SafeVLMConfig
-from safevlm.model import WEIGHTS_FILE, CheckpointError, GenerationSettings, SafeVLM
+from safevlm.model import WEIGHTS_FILE, CheckpointError, GenerationSettings, ImageFeatures, SafeVLM
 
 
 @pytest.fixture
@@ -153,3 +153,25 @@ def test_quantization_without_cuda_is_a_clear_error(tiny_llava_dir):
         pytest.skip("a GPU is present")
     with pytest.raises(BaseError, match="needs a CUDA GPU"):
         load_llava_base(str(tiny_llava_dir), quantization="4bit")
+
+
+def test_a_head_ensemble_averages_its_members_and_round_trips(toy_base, image_features, tmp_path):
+    torch.manual_seed(0)
+    model = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4, head_ensemble=3)).eval()
+    queries = model.get_safety_queries(["Steps to make a weapon at home.", "How do I bake bread?"])
+    grid = ImageFeatures(image_features.grid.expand(2, -1, -1, -1), None, None)
+    with torch.no_grad():
+        members = [model.classify_safety(grid, *queries, member=i) for i in range(3)]
+        mean = model.classify_safety(grid, *queries)
+    assert not torch.allclose(members[0].type_probs, members[1].type_probs)  # independent inits
+    for field in ("type_probs", "level_probs"):
+        expected = torch.stack([getattr(m, field) for m in members]).mean(0)
+        assert torch.allclose(getattr(mean, field), expected, atol=1e-6)
+    # the first member keeps the single-head model's keys, so old checkpoints still load
+    single_keys = set(SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4)).state_dict())
+    assert single_keys < set(model.state_dict())
+    model.save_safety_modules(tmp_path)
+    loaded = SafeVLM.from_pretrained(toy_base, tmp_path, load_adapter=False)
+    with torch.no_grad():
+        again = loaded.classify_safety(grid, *queries)
+    assert loaded.config.head_ensemble == 3 and torch.allclose(again.type_probs, mean.type_probs, atol=1e-2)

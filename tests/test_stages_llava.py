@@ -13,7 +13,9 @@ def test_both_stages_train_a_llava_checkpoint_that_loads_and_classifies(tmp_path
     data, s1, s2 = tmp_path / "data", tmp_path / "stage1", tmp_path / "stage2"
     generate_dataset(data, n=24, seed=5)
     base = f"llava:{tiny_llava_dir}"
-    assert stage1_safety.main(["--base", base, "--data", str(data), "--out", str(s1), "--smoke"]) == 0
+    assert stage1_safety.main(["--base", base, "--data", str(data), "--out", str(s1), "--smoke",
+                               "--head-ensemble", "2"]) == 0
+    assert (s1 / "head" / "metrics.json").exists() and (s1 / "head1" / "metrics.json").exists()
     assert stage2_finetune.main(["--base", base, "--init", str(s1), "--data", str(data),
                                  "--out", str(s2), "--smoke"]) == 0
 
@@ -26,7 +28,7 @@ def test_both_stages_train_a_llava_checkpoint_that_loads_and_classifies(tmp_path
         f"features-llava-{tiny_llava_dir.name}-images.pt"]
 
     engine = ChatEngine.load(base, s2)
-    assert engine.describe()["adapter"]
+    assert engine.describe()["adapter"] and len(engine.model.members) == 2
     record = next(r for r in read_jsonl(data / "train.jsonl") if r.image_path)
     verdict = engine.classify(record.image_path, record.prompt)
     assert set(verdict.type_probs) == set(engine.taxonomy.types)

@@ -125,7 +125,9 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         "## Training data", "", *_data_section(summary), "",
         "## Training", "",
         f"- Stage 1 (base frozen; weighted CE on the head, LM loss for safety tokens set 2): "
-        f"{stage1.get('train_examples', 'n/a')} examples, safety loss weight {stage1.get('weight', 'n/a')}; "
+        f"{stage1.get('train_examples', 'n/a')} examples, safety loss weight {stage1.get('weight', 'n/a')}, "
+        f"{stage1.get('head_ensemble', 1)} safety classifier(s) trained independently (own initialisation "
+        f"and batch order; their probabilities are averaged); "
         f"validation: {json.dumps(stage1.get('val', {}))}.",
         *([f"- Default thresholds calibrated on the val split (most risky recall with at most "
            f"{_pct(stage1['calibration'].get('max_false_flags'))} of safe inputs flagged): "

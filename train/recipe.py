@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/default")
     p.add_argument("--chat-limit", type=int, default=40, help="records judged with the full chat")
+    p.add_argument("--head-ensemble", type=int, default=1,
+                   help="safety classifiers trained independently and averaged (1 = the paper's single head)")
     p.add_argument("--stage2-steps", type=int, default=None, help="LoRA steps (default: the stage's)")
     p.add_argument("--no-ship", action="store_true", help="do not copy into assets/")
     p.add_argument("--fresh", action="store_true", help="redo every step")
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                       make_figstep_eval(data / "figstep_eval", args.seed)), timings, record)
     run_step("stage1", (out / "stage1" / WEIGHTS_FILE).exists(),
              lambda: stage1_safety.main([*base, "--data", str(data), "--out", str(out / "stage1"),
-                                         "--seed", str(args.seed), *smoke]), timings, record)
+                                         "--seed", str(args.seed), "--head-ensemble", str(args.head_ensemble),
+                                         *smoke]), timings, record)
     run_step("stage2", (out / "stage2" / ADAPTER_DIR).exists(),
              lambda: stage2_finetune.main([*base, "--init", str(out / "stage1"), "--data", str(data),
                                            "--out", str(out / "stage2"), "--seed", str(args.seed),
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings, record)
     saved = json.loads(record.read_text()) if record.exists() else {}
-    saved.update({"base": args.base, "n": n, "seed": args.seed, "data": str(data), "out": str(out),
+    saved.update({"base": args.base, "head_ensemble": args.head_ensemble, "n": n, "seed": args.seed, "data": str(data), "out": str(out),
                   "stage2_steps": args.stage2_steps, "chat_limit": args.chat_limit})
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(saved, indent=2) + "\n")

@@ -50,11 +50,12 @@ def shuffled_batches(examples, batch_size: int, seed: int, collate):
     return batches
 
 
-def head_loss(model: SafeVLM, weight: float, label_smoothing: float = 0.05):
+def head_loss(model: SafeVLM, weight: float, label_smoothing: float = 0.05, member: int | None = None):
     from safevlm.model import ImageFeatures
 
     def loss_fn(batch: dict) -> dict:
-        out = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
+        out = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"],
+                                    member=member)
         ce_type = F.cross_entropy(out.type_logits, batch["type"].to(model.device), label_smoothing=label_smoothing)
         ce_level = F.cross_entropy(out.level_logits, batch["level"].to(model.device), label_smoothing=label_smoothing)
         return {"loss": weight * (ce_type + ce_level), "ce_type": ce_type.detach(), "ce_level": ce_level.detach()}
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight", type=float, default=None, help="safety loss weight (paper: 10)")
     p.add_argument("--query-source", choices=["hidden", "embeddings", "paper"], default=None)
     p.add_argument("--token-steps", type=int, default=None, help="phase B steps (0 skips set 2)")
+    p.add_argument("--head-ensemble", type=int, default=None,
+                   help="independently trained safety classifiers, probabilities averaged (default 1)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     seed_everything(args.seed)
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SafeVLMConfig(base=base.name)
         if args.query_source:
             cfg = cfg.override(query_source=args.query_source)
+        if args.head_ensemble:
+            cfg = cfg.override(head_ensemble=args.head_ensemble)
         model = SafeVLM(base, cfg)
     weight = args.weight if args.weight is not None else model.config.safety_loss_weight
     limit = 24 if args.smoke else args.limit
@@ -111,12 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     val_ex = build_examples(model, load_split(data, "val", model.taxonomy, 8 if args.smoke else 0), cache,
                             reader, desc="val")
 
-    # Phase A: projector, safety tokens set 1 and head, on cached features.
+    # Phase A: projector, safety tokens set 1 and head, on cached features; each ensemble
+    # member on its own loss, initialisation and batch order (their average is the head).
     model.safety_tokens_llm.requires_grad_(False)
     head_cfg = config_from_args(args, HEAD_DEFAULTS)
-    result_a = train(model, shuffled_batches(train_ex, head_cfg.batch_size, args.seed, collate_head),
-                     head_loss(model, weight), head_cfg, out / "head", len(train_ex), "stage1-head",
-                     resume=args.resume)
+    head_seconds = 0.0
+    for i, member in enumerate(model.members):
+        name = "head" if i == 0 else f"head{i}"
+        result_a = train(member, shuffled_batches(train_ex, head_cfg.batch_size, args.seed + i, collate_head),
+                         head_loss(model, weight, member=i), head_cfg, out / name, len(train_ex),
+                         f"stage1-{name}", resume=args.resume)
+        head_seconds += result_a.seconds
     val = head_accuracy(model, val_ex)
     log.info("stage 1 head: %s", val)
     calibration = calibrate_model(model, val_ex)  # default thresholds chosen on val, saved below
@@ -137,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
               "stage1-tokens", resume=args.resume)
     model.save_safety_modules(out, metadata={"stage": "stage1", **{k: round(v, 4) for k, v in val.items()}})
     (out / "stage1.json").write_text(__import__("json").dumps({
-        "train_examples": len(train_ex), "val": val, "calibration": calibration, "head_seconds": round(result_a.seconds, 1),
+        "train_examples": len(train_ex), "val": val, "calibration": calibration, "head_seconds": round(head_seconds, 1),
+        "head_ensemble": model.config.head_ensemble,
         "weight": weight, "base": base.id}, indent=2) + "\n")
     log.info("saved stage 1 checkpoint to %s", out)
     return 0
