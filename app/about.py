@@ -21,7 +21,8 @@ def about_markdown(engine: ChatEngine, settings: AppSettings, logging_on: bool) 
         logging_note = "Logging is **off** on this server (`SAFEVLM_LOG=off`): no turn is saved."
     else:
         if settings.hf_dataset:
-            pushed = "prompts, answers, safety scores, ratings" + (", images" if settings.hf_sync_images else "")
+            pushed = ("prompts, answers, OCR text, safety scores, ratings and comments, "
+                      "annotators' labels, notes and names") + (", images" if settings.hf_sync_images else "")
             where = (
                 f"on this server; a snapshot ({pushed}) is pushed to the private dataset "
                 f"`{settings.hf_dataset}` every {settings.hf_sync_minutes:g} minutes."

