@@ -1,14 +1,35 @@
 """`make train`'s recipe end to end in smoke mode, on the LLaVA path (tiny random Llava):
-data -> stage 1 -> stage 2 -> eval, timings recorded, nothing shipped for a non-default base."""
+data -> stage 1 -> stage 2 -> eval, timings recorded, nothing shipped for a non-default base;
+and what shipping copies, to wherever SHIPPED points when it is called."""
 
+import inspect
 import json
 
+from safevlm.model import CONFIG_FILE, WEIGHTS_FILE
 from train import recipe
+
+
+def refuse_to_ship(checkpoint, target=None):
+    raise AssertionError(f"the recipe shipped {checkpoint}: it must not for this base")
+
+
+def test_shipping_goes_where_shipped_points_when_it_is_called(tmp_path, monkeypatch):
+    checkpoint = tmp_path / "stage2"
+    checkpoint.mkdir()
+    for name in (CONFIG_FILE, WEIGHTS_FILE, "optimizer.pt"):
+        (checkpoint / name).write_text(name)
+    shipped = tmp_path / "assets-checkpoint"
+    monkeypatch.setattr(recipe, "SHIPPED", shipped)
+    # a default bound at import would be the real assets/checkpoint, which ship() replaces
+    assert inspect.signature(recipe.ship).parameters["target"].default is None
+    recipe.ship(checkpoint)
+    assert sorted(p.name for p in shipped.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE])
 
 
 def test_the_recipe_runs_every_step_on_a_llava_base_and_ships_nothing(tmp_path, tiny_llava_dir, monkeypatch):
     shipped = tmp_path / "assets-checkpoint"
     monkeypatch.setattr(recipe, "SHIPPED", shipped)
+    monkeypatch.setattr(recipe, "ship", refuse_to_ship)  # a regression fails here, before touching assets/
     data, out = tmp_path / "data", tmp_path / "run"
     args = ["--base", f"llava:{tiny_llava_dir}", "--data", str(data), "--out", str(out), "--smoke"]
     assert recipe.main(args) == 0

@@ -43,8 +43,10 @@ def run_step(name: str, done: bool, fn, timings: dict, record: Path) -> None:
     record.write_text(json.dumps(saved, indent=2) + "\n")
 
 
-def ship(checkpoint: Path, target: Path = SHIPPED) -> None:
-    """Copy only what inference needs: config, safety modules, adapter."""
+def ship(checkpoint: Path, target: Path | None = None) -> None:
+    """Copy only what inference needs (config, safety modules, adapter) into `target`,
+    by default SHIPPED, looked up at call time so that a test can point it elsewhere."""
+    target = target or SHIPPED
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
