@@ -44,6 +44,8 @@ class SafeVLMConfig:
     def __post_init__(self) -> None:
         if self.query_source not in QUERY_SOURCES:
             raise ValueError(f"query_source must be one of {QUERY_SOURCES}, got {self.query_source!r}")
+        if isinstance(self.head_ensemble, bool) or not isinstance(self.head_ensemble, int) or self.head_ensemble < 1:
+            raise ValueError(f"head_ensemble must be a whole number >= 1, got {self.head_ensemble!r}")
         if self.default_mode not in MODES:
             raise ValueError(f"default_mode must be one of {MODES}, got {self.default_mode!r}")
 

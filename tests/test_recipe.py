@@ -44,3 +44,27 @@ def test_the_recipe_runs_every_step_on_a_llava_base_and_ships_nothing(tmp_path, 
     # a second run finds every output and redoes nothing
     assert recipe.main(args) == 0
     assert json.loads((out / "recipe.json").read_text())["timings_s"] == record["timings_s"]
+
+
+def test_a_rerun_with_another_base_is_refused_before_any_step(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "recipe.json").write_text(json.dumps({"base": "tiny", "head_ensemble": 1, "timings_s": {"data": 1.0}}))
+    monkeypatch.setattr(recipe, "ship", refuse_to_ship)
+    args = ["--base", "llava:/nowhere", "--data", str(tmp_path / "data"), "--out", str(out), "--smoke"]
+    try:
+        recipe.main(args)
+    except SystemExit as stop:
+        message = str(stop)
+    else:
+        raise AssertionError("the recipe resumed a run made for another base")
+    assert "base='tiny'" in message and "--fresh" in message
+    assert not (tmp_path / "data").exists()  # refused before the data step
+
+
+def test_a_rerun_with_the_same_settings_is_allowed(tmp_path):
+    record = tmp_path / "recipe.json"
+    wanted = {"base": "tiny", "head_ensemble": 1, "n": 2400, "seed": 0, "data": "data/gen", "stage2_steps": None}
+    record.write_text(json.dumps({**wanted, "timings_s": {"data": 1.0}}))
+    recipe.check_same_run(record, wanted)  # no SystemExit
+    recipe.check_same_run(tmp_path / "missing.json", wanted)

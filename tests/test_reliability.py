@@ -381,6 +381,7 @@ CONFIG_CHANGES = {
     "weights of another config": {"num_head_tokens": 5},
     "heads that do not divide the width": {"num_heads": 7},
     "query layer out of range": {"query_layer": 99},
+    "an ensemble size that is not a number": {"head_ensemble": "3"},
 }
 
 
@@ -393,6 +394,7 @@ BAD_CHECKPOINTS = {
     "weights of another config": "does not fit",
     "heads that do not divide the width": "num_heads",
     "query layer out of range": "query_layer",
+    "an ensemble size that is not a number": "head_ensemble",
     "corrupt adapter": "adapter",
 }
 @pytest.mark.parametrize(("kind", "message"), BAD_CHECKPOINTS.items())

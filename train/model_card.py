@@ -12,6 +12,13 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _ensemble_words(members: int) -> str:
+    if members <= 1:
+        return "one safety classifier (the paper's single head)"
+    return (f"{members} safety classifiers trained independently (own initialisation and batch "
+            "order; their probabilities are averaged)")
+
+
 def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -126,8 +133,7 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         "## Training", "",
         f"- Stage 1 (base frozen; weighted CE on the head, LM loss for safety tokens set 2): "
         f"{stage1.get('train_examples', 'n/a')} examples, safety loss weight {stage1.get('weight', 'n/a')}, "
-        f"{stage1.get('head_ensemble', 1)} safety classifier(s) trained independently (own initialisation "
-        f"and batch order; their probabilities are averaged); "
+        f"{_ensemble_words(stage1.get('head_ensemble', 1))}; "
         f"validation: {json.dumps(stage1.get('val', {}))}.",
         *([f"- Default thresholds calibrated on the val split (most risky recall with at most "
            f"{_pct(stage1['calibration'].get('max_false_flags'))} of safe inputs flagged): "

@@ -57,6 +57,20 @@ def ship(checkpoint: Path, target: Path | None = None) -> None:
                         ignore=shutil.ignore_patterns("README.md"))
 
 
+# What a run in --out was made with; a rerun that asks for other values must not reuse it.
+RUN_KEYS = ("base", "head_ensemble", "n", "seed", "data", "stage2_steps")
+
+
+def check_same_run(record: Path, wanted: dict) -> None:
+    """Refuse to resume a run whose recorded settings differ from `wanted` (its outputs
+    were trained for them: resuming would mix bases or ship the wrong checkpoint)."""
+    saved = json.loads(record.read_text()) if record.exists() else {}
+    for key in RUN_KEYS:
+        if key in saved and saved[key] != wanted[key]:
+            raise SystemExit(f"error: {record.parent} holds a run with {key}={saved[key]!r}, not "
+                             f"{wanted[key]!r}: pass --fresh to redo it, or another --out")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Train the default SafeVLM checkpoint end to end.")
     p.add_argument("--base", default="tiny", help="'tiny' (offline default) or 'llava:<dir or hub id>'")
@@ -85,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     steps2 = ["--max-steps", str(args.stage2_steps)] if args.stage2_steps else []
     timings: dict[str, float] = {}
     record = out / "recipe.json"
+    run = {"base": args.base, "head_ensemble": args.head_ensemble, "n": n, "seed": args.seed,
+           "data": str(data), "stage2_steps": args.stage2_steps}
+    check_same_run(record, run)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({**(json.loads(record.read_text()) if record.exists() else {}), **run},
+                                 indent=2) + "\n")
     run_step("data", (data / "summary.json").exists() and not args.fresh,
              lambda: (generate_dataset(data, n=n, seed=args.seed, progress=True),
                       make_figstep_eval(data / "figstep_eval", args.seed)), timings, record)
@@ -112,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings, record)
     saved = json.loads(record.read_text()) if record.exists() else {}
-    saved.update({"base": args.base, "head_ensemble": args.head_ensemble, "n": n, "seed": args.seed, "data": str(data), "out": str(out),
-                  "stage2_steps": args.stage2_steps, "chat_limit": args.chat_limit})
+    saved.update({**run, "out": str(out), "chat_limit": args.chat_limit})
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(saved, indent=2) + "\n")
     if args.base != "tiny" and not args.no_ship:

@@ -100,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     base = load_base(args.base)
     if args.init:
         model = SafeVLM.from_pretrained(base, args.init, load_adapter=False)
+        if args.head_ensemble is not None and args.head_ensemble != model.config.head_ensemble:
+            raise SystemExit(f"error: --init {args.init} has {model.config.head_ensemble} safety classifier(s); "
+                             f"--head-ensemble {args.head_ensemble} needs a fresh run (drop --init)")
     else:
         cfg = SafeVLMConfig(base=base.name)
         if args.query_source:
             cfg = cfg.override(query_source=args.query_source)
-        if args.head_ensemble:
+        if args.head_ensemble is not None:
             cfg = cfg.override(head_ensemble=args.head_ensemble)
         model = SafeVLM(base, cfg)
     weight = args.weight if args.weight is not None else model.config.safety_loss_weight
