@@ -177,7 +177,8 @@ def measure_scan(engine, n: int) -> dict:
     with the reader off."""
     import tempfile
 
-    from safevlm.scan import find_items, scan
+    from safevlm.scan import scan
+    from safevlm.scan_inputs import find_items
 
     out = {}
     reader = engine.reader

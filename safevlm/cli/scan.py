@@ -8,7 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from safevlm.cli import CLIError, add_model_args, load_engine
-from safevlm.scan import ScanError, find_items, scan
+from safevlm.scan import scan
+from safevlm.scan_inputs import ScanError, find_items
 from safevlm.scan_report import THUMBS_DIR
 
 log = logging.getLogger(__name__)
