@@ -46,3 +46,12 @@ def test_a_run_without_the_reader_does_not_poison_the_cache_for_one_with_it(tmp_
     reopened = FeatureCache.for_model(tmp_path, model)
     assert all(reopened.images[e.image_key]["reader_text"].startswith("text") for e in read)
     assert [e.reader_text for e in build_examples(model, recs, reopened, reader=None)] == ["", ""]
+
+
+def test_without_queries_only_images_and_reader_text_are_computed(tmp_path, toy_base):
+    model = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4)).eval()
+    cache = FeatureCache.for_model(tmp_path, model)
+    examples = build_examples(model, records(tmp_path), cache, CountingReader(), with_queries=False)
+    assert [e.query for e in examples] == [None, None]
+    assert all(e.reader_text.startswith("text") for e in examples) and len(cache.images) == 2
+    assert cache.queries == {} and FeatureCache.for_model(tmp_path, model).queries == {}

@@ -27,7 +27,7 @@ class Example:
     image_key: str
     grid: torch.Tensor  # (C, h, w)
     reader_text: str
-    query: torch.Tensor  # (T, D) valid positions only
+    query: torch.Tensor | None  # (T, D) valid positions only; None without the query pass
     type_index: int
     level: int
 
@@ -65,11 +65,14 @@ class FeatureCache:
 
 
 def build_examples(model: SafeVLM, records: list[Record], cache: FeatureCache,
-                   reader: Reader | None, batch_size: int = 32, desc: str = "features") -> list[Example]:
+                   reader: Reader | None, batch_size: int = 32, desc: str = "features",
+                   with_queries: bool = True) -> list[Example]:
     """Examples with every frozen feature filled in, computing only what the cache lacks.
 
     With `reader=None` the examples carry no reader text, whatever the cache holds; an image
-    cached without reading (its text None, not "") is read when a reader comes along."""
+    cached without reading (its text None, not "") is read when a reader comes along.
+    `with_queries=False` skips the head's query pass (the examples' `query` is None): for
+    callers that only need the images and the text read in them."""
     keys = []
     todo: dict[str, object] = {}
     for r in records:
@@ -94,7 +97,7 @@ def build_examples(model: SafeVLM, records: list[Record], cache: FeatureCache,
 
     texts = {model.safety_query_text(r.prompt, reader_text(k)) for r, k in zip(records, keys, strict=True)}
     # By length, so each batch pads little (reader text runs from nothing to a page).
-    missing = sorted((t for t in texts if t not in cache.queries), key=lambda t: (len(t), t))
+    missing = sorted((t for t in texts if t not in cache.queries), key=lambda t: (len(t), t)) if with_queries else []
     for start in tqdm(range(0, len(missing), batch_size), desc=f"{desc}: queries", disable=not missing):
         chunk = missing[start : start + batch_size]
         queries, mask = model.get_safety_queries(chunk)
@@ -106,7 +109,8 @@ def build_examples(model: SafeVLM, records: list[Record], cache: FeatureCache,
     out = []
     for r, key in zip(records, keys, strict=True):
         entry, read = cache.images[key], reader_text(key)
-        out.append(Example(r, key, entry["grid"], read, cache.queries[model.safety_query_text(r.prompt, read)],
+        query = cache.queries[model.safety_query_text(r.prompt, read)] if with_queries else None
+        out.append(Example(r, key, entry["grid"], read, query,
                            tax.type_index(r.type), r.level))
     return out
 

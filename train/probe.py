@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     features = {}
     for name, (path, folder) in sets.items():
         records = read_jsonl(path, model.taxonomy)
-        examples = build_examples(model, records, FeatureCache.for_model(folder, model), reader, desc=name)
+        examples = build_examples(model, records, FeatureCache.for_model(folder, model), reader, desc=name,
+                                  with_queries=False)  # every layer is pooled below instead
         texts = [model.safety_query_text(e.record.prompt, e.reader_text) for e in examples]
         y = np.array([e.type_index != model.taxonomy.safe_index for e in examples], dtype=int)
         features[name] = (pooled_hidden_states(model, texts), y)
