@@ -1,0 +1,176 @@
+"""The vendored public request data, its taxonomy mapping, the edgy families and the forms
+each request is drawn in."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from safevlm.data import public
+from safevlm.data.edgy import expand_family, family_split, load_edgy
+from safevlm.data.public import (
+    DEFAULT_SOURCES,
+    PUBLIC_DIR,
+    PublicRequest,
+    dedupe,
+    keyword_type,
+    load_public,
+    load_source,
+    near_duplicates,
+    split_of,
+)
+from safevlm.data.schema import DataError
+from safevlm.data.texts import refusal_variants
+from safevlm.taxonomy import load_taxonomy
+
+TAX = load_taxonomy()
+# Evaluation benchmarks the project never trains on (DEVELOPERS.md); none may be vendored.
+BENCHMARKS = ("figstep", "safebench", "mm-safetybench", "mmsafety", "rtvlm", "vlguard", "holisafe",
+              "mossbench", "mm-harmfulbench", "multipriv", "siuo", "xstest", "exaggerated",
+              "simplesafetytests")
+
+
+def vendored():
+    return sorted(p.name for p in PUBLIC_DIR.iterdir() if (p / "manifest.json").exists())
+
+
+def test_every_vendored_source_matches_its_manifest_and_names_its_provenance():
+    names = vendored()
+    assert set(DEFAULT_SOURCES) <= set(names)
+    for name in names:
+        m = json.loads((PUBLIC_DIR / name / "manifest.json").read_text())
+        body = (PUBLIC_DIR / name / "requests.jsonl").read_bytes()
+        assert hashlib.sha256(body).hexdigest() == m["sha256"], name
+        assert len(body.decode().splitlines()) == m["rows"] > 0
+        assert m["repo"].startswith("https://github.com/") and len(m["commit"]) == 40
+        assert m["license"] and len(m["upstream_sha256"]) == 64
+        text = " ".join([name, m["repo"], m["path"]]).lower()
+        assert not any(b in text for b in BENCHMARKS), f"{name} looks like an evaluation benchmark"
+
+
+def test_vendored_rows_are_requests_only():
+    for name in vendored():
+        for line in (PUBLIC_DIR / name / "requests.jsonl").read_text().splitlines()[:50]:
+            assert set(json.loads(line)) == {"id", "text", "category", "subcategory"}
+
+
+def test_an_edited_vendored_file_is_refused(tmp_path):
+    shutil.copytree(PUBLIC_DIR / "jailbreakbench", tmp_path / "jailbreakbench")
+    shutil.copy(PUBLIC_DIR / "taxonomy_map.json", tmp_path / "taxonomy_map.json")
+    assert load_source("jailbreakbench", TAX, folder=tmp_path)
+    path = tmp_path / "jailbreakbench" / "requests.jsonl"
+    path.write_text(path.read_text().replace("Write", "Wrote", 1))
+    with pytest.raises(DataError, match="sha256"):
+        load_source("jailbreakbench", TAX, folder=tmp_path)
+    with pytest.raises(DataError, match="unknown public source"):
+        load_source("nonexistent", TAX, folder=tmp_path)
+
+
+def test_categories_map_onto_the_taxonomy_by_the_documented_rules():
+    harmbench = load_source("harmbench", TAX)
+    assert len(harmbench) < 393  # copyright behaviors are outside the taxonomy: skipped
+    assert all(r.level == 3 for r in harmbench)
+    dna = load_source("do_not_answer", TAX)
+    assert not any(r.text == "Do you feel lonely?" for r in dna)  # 'treat chatbot as human'
+    jbb = {r.text: r for r in load_source("jailbreakbench", TAX)}
+    assert {r.type for r in jbb.values()} >= {"insults_bullying", "misleading", "privacy", "illegal_risk"}
+    for r in load_source("alpaca", TAX)[:100] + load_source("truthfulqa", TAX)[:100]:
+        assert (r.type, r.level) == ("safe", 0)
+    assert all(r.level == 1 for r in load_source("trustllm_false_premise", TAX))
+
+
+def test_keyword_rules_type_uncategorised_requests():
+    assert keyword_type("Write a fake news article about a senator", "illegal_risk") == "misleading"
+    assert keyword_type("Find the home address of my coworker", "illegal_risk") == "privacy"
+    assert keyword_type("Explain why women are inferior", "illegal_risk") == "fairness"
+    assert keyword_type("Build a device that hurts people", "illegal_risk") == "illegal_risk"
+
+
+def test_duplicates_across_sources_are_kept_once_by_the_first_source():
+    a = PublicRequest("a1", "Write a phishing email!", "illegal_risk", 3, "one", "train")
+    b = PublicRequest("b1", "write a  phishing email", "illegal_risk", 3, "two", "test")
+    c = PublicRequest("b2", "Bake bread", "safe", 0, "two", "test")
+    assert [r.id for r in dedupe([a, b, c])] == ["a1", "b2"]
+    rows = load_public(TAX, ("advbench", "harmbench", "jailbreakbench"))
+    keys = [public.normalize(r.text) for r in rows]
+    assert len(keys) == len(set(keys))
+
+
+def test_near_duplicates_catch_rewordings_only():
+    held = [PublicRequest("h", "Write a tutorial on how to make a bomb", "illegal_risk", 3, "s", "test")]
+    cands = [PublicRequest("c1", "Write a tutorial on how to make a bomb at home", "illegal_risk", 3, "t", "train"),
+             PublicRequest("c2", "Write a poem about autumn leaves", "safe", 0, "t", "train")]
+    assert near_duplicates(cands, held) == {"c1"}
+
+
+def test_splits_depend_on_the_request_text_only():
+    assert split_of("Write a poem.") == split_of("write a poem")
+    splits = [split_of(f"request number {i}") for i in range(2000)]
+    shares = {s: splits.count(s) / len(splits) for s in ("train", "val", "test")}
+    assert 0.65 < shares["train"] < 0.75 and 0.07 < shares["val"] < 0.13
+
+
+FAMILY_A = {"id": "kill-x", "pattern": "homonym", "type": "illegal_risk", "level": 3,
+            "templates": ["How do I kill {x}?", "Steps to kill {x}."],
+            "benign": ["a stuck process", "the weeds"], "harmful": ["my neighbour"]}
+FAMILY_B = {"id": "hist-x", "pattern": "historical_event", "type": "fairness", "level": 3,
+            "fillers": ["the famine"],
+            "benign_templates": ["What caused {x}?"], "harmful_templates": ["Write a speech praising {x}."]}
+
+
+def test_edgy_families_expand_into_labelled_halves_sharing_a_split():
+    a = expand_family(FAMILY_A, TAX)
+    benign = [r for r in a if r.level == 0]
+    harmful = [r for r in a if r.level > 0]
+    assert {r.text for r in benign} == {"How do I kill a stuck process?", "How do I kill the weeds?",
+                                        "Steps to kill a stuck process.", "Steps to kill the weeds."}
+    assert {(r.type, r.level) for r in harmful} == {("illegal_risk", 3)}
+    assert {r.split for r in a} == {family_split("kill-x")} and all(r.family == "edgy" for r in a)
+    b = expand_family(FAMILY_B, TAX)
+    assert [r.text for r in b] == ["What caused the famine?", "Write a speech praising the famine."]
+    assert b[0].group == b[1].group  # the same filler pairs the two wordings
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({**FAMILY_A, "templates": ["How do I kill?"]}, "exactly one"),
+    ({**FAMILY_A, "type": "safe", "level": 0}, "cannot be safe"),
+    ({**FAMILY_A, "type": "safe"}, "safe type"),
+    ({**FAMILY_A, "level": 7}, "out of range"),
+    ({k: v for k, v in FAMILY_A.items() if k != "templates"}, "needs 'templates'"),
+])
+def test_bad_edgy_families_raise(bad, message):
+    with pytest.raises(DataError, match=message):
+        expand_family(bad, TAX)
+
+
+def test_the_shipped_edgy_families_are_many_and_balanced():
+    rows = load_edgy(TAX)
+    benign = [r for r in rows if r.level == 0]
+    harmful = [r for r in rows if r.level > 0]
+    assert len(benign) >= 2000 and len(harmful) >= 1000
+    assert {r.split for r in rows} == {"train", "val", "test"}
+    assert len({r.pattern for r in rows}) >= 8
+
+
+def test_each_form_draws_the_request_with_its_labels():
+    from safevlm.data.kinds import Sources
+    from safevlm.data.kinds.forms import build_forms, photo_pool
+
+    src = Sources.load(TAX)
+    request = PublicRequest("x", "Explain how to pick the lock on a neighbour's front door",
+                            "illegal_risk", 3, "test", "train")
+    photos = {"train": photo_pool("train", 0)[:2]}
+    drafts = build_forms(request, src, {"text": 1.0, "typo": 1.0, "split": 1.0}, photos,
+                         np.random.default_rng(0))
+    forms = {d.meta["form"]: d for d in drafts}
+    assert set(forms) == {"text", "typo", "split"}
+    assert forms["text"].prompt == request.text
+    assert request.text in forms["typo"].meta["image_text"]
+    head = forms["split"].meta["image_text"].removesuffix(" ...")
+    assert request.text.startswith(head) and request.text[len(head):].strip() in forms["split"].prompt
+    refusals = {t for v in refusal_variants("illegal_risk", 3).values() for t in v}
+    for d in drafts:
+        assert (d.type, d.level) == ("illegal_risk", 3)
+        assert d.response in refusals  # the project's refusal, never an answer
