@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from safevlm.data.generate import generate_dataset, make_figstep_eval
+from safevlm.data.public import DEFAULT_SOURCES
+from safevlm.data.request_set import RequestSetOptions
 from safevlm.data.schema import DataError
 
 PRINTED_KEYS = ("records", "by_split", "by_type", "by_level", "by_kind", "seconds")
@@ -33,7 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write the FigStep-like eval set into OUT/figstep_eval",
     )
+    parser.add_argument("--requests", action="store_true",
+                        help="add the public request data and the edgy families, in several forms")
+    parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
+                        help="public sources (comma-separated; 'none' for none); see data/public/")
+    parser.add_argument("--alpaca", type=int, default=2500, help="ordinary Alpaca instructions used")
+    parser.add_argument("--no-edgy", action="store_true", help="leave out the edgy families")
     return parser
+
+
+def request_options(args) -> RequestSetOptions | None:
+    if not args.requests:
+        return None
+    sources = () if args.sources == "none" else tuple(s for s in args.sources.split(",") if s)
+    return RequestSetOptions(sources=sources, limits={"alpaca": args.alpaca}, edgy=not args.no_edgy)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = generate_dataset(
-            args.out, n=args.n, seed=args.seed, workers=args.workers, progress=True
+            args.out, n=args.n, seed=args.seed, workers=args.workers, progress=True,
+            requests=request_options(args),
         )
         if args.figstep_eval:
             summary["figstep_eval"] = make_figstep_eval(Path(args.out) / "figstep_eval", args.seed)

@@ -32,6 +32,7 @@ from safevlm.data.kinds import (
 )
 from safevlm.data.kinds.answers import helpful_response, refusal_response
 from safevlm.data.kinds.draws import pick
+from safevlm.data.request_set import RequestSetOptions, request_records
 from safevlm.data.schema import SPLITS, DataError, Record, write_jsonl
 from safevlm.data.texts import Request, choose_variant, figstep_phrasings, phrase, prompt_set
 from safevlm.taxonomy import Taxonomy, load_taxonomy
@@ -159,6 +160,7 @@ def summarize(records: Sequence[dict]) -> dict:
         "by_level": count(lambda r: str(r["level"])),
         "by_split": count(lambda r: r["split"]),
         "by_kind": count(lambda r: r["meta"]["kind"]),
+        "by_source": count(lambda r: r["source"]),
         "by_type_level": count(lambda r: f"{r['type']}/{r['level']}"),
         "by_split_type": count(lambda r: f"{r['split']}/{r['type']}"),
         "by_split_level": count(lambda r: f"{r['split']}/{r['level']}"),
@@ -177,6 +179,7 @@ def generate_dataset(
     taxonomy: Taxonomy | None = None,
     workers: int | None = None,
     progress: bool = False,
+    requests: RequestSetOptions | None = None,
 ) -> dict:
     """Write out_dir/images/*, train.jsonl, val.jsonl, test.jsonl and summary.json.
 
@@ -196,6 +199,8 @@ def generate_dataset(
     if n < 100:
         workers = 1
     dicts = _run_units(plans, src, out_dir, seed, workers, progress, n)
+    if requests is not None:  # public request data and edgy families, several forms each
+        dicts += request_records(out_dir, seed, taxonomy, requests, workers, progress)
     for split in SPLITS:
         lines = [r for r in dicts if r["split"] == split]
         write_jsonl(out_dir / f"{split}.jsonl", [_record(d) for d in lines])
@@ -213,6 +218,7 @@ def generate_dataset(
         "held_out_layouts": sorted(render.held_out_layouts()),
         "held_out_phrasings": sorted(src.phrasing_held_out),
         "emoji_font": src.emoji_font is not None,
+        "request_set": requests.describe() if requests is not None else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
