@@ -104,6 +104,12 @@ def details_markdown(update: ChatUpdate | None, taxonomy) -> str:
         hint = f"not inserted (mode *tokens*: safety tokens instead). It would be: “{quote(decision.hint or '')}”"
     else:
         hint = f"not inserted (mode *{update.mode}*). It would be: “{quote(decision.hint or '')}”"
+    if decision.flagged and decision.refusal and update.conditioned:
+        answer = "the project's refusal for this type, streamed with no generation (response *template*)"
+    elif decision.flagged and update.conditioned:
+        answer = "the model's, conditioned (response *generate*)"
+    else:
+        answer = "the base model's"
     reader = update.verdict.reader_text
     reader_md = f"“{quote(reader)}”" if reader else "none found"
     t = update.timings
@@ -114,6 +120,7 @@ def details_markdown(update: ChatUpdate | None, taxonomy) -> str:
     ]
     lines = [
         f"**Hint applied:** {hint}",
+        f"**Answer:** {answer}",
         f"**Text read in the image:** {reader_md}",
         f"**Mode:** {update.mode}" + (" (conditioning acted)" if update.conditioned else ""),
     ]

@@ -72,6 +72,7 @@ class Verdict:
             "decision": self.decision.action,
             "flagged": self.decision.flagged,
             "hint": self.decision.hint,
+            "respond_with": self.decision.response if self.decision.flagged else "generate",
             "reader_text": self.reader_text,
             "ms": round(sum(self.ms.values()), 1),
         }
@@ -294,6 +295,9 @@ class ChatEngine:
             self.model.config.tokens_always and mode != "off")
         timings = {**verdict.ms, "first_token": 0.0, "total": 0.0}
         yield ChatUpdate(verdict, "", mode, conditioned, timings=dict(timings))
+        if conditioned and verdict.decision.refusal:  # the policy's template: no generation
+            yield from self._stream_template(verdict, mode, timings, t_start)
+            return
 
         messages = []
         for user, assistant in list(history)[-MAX_HISTORY_TURNS:]:
@@ -323,6 +327,19 @@ class ChatEngine:
         timings["total"] = (time.perf_counter() - t_start) * 1000
         timings["generate"] = (time.perf_counter() - t_verdict) * 1000
         yield ChatUpdate(verdict, text.strip(), mode, conditioned, done=True, timings=timings)
+
+    def _stream_template(self, verdict: Verdict, mode: str, timings: dict,
+                         t_start: float) -> Iterator[ChatUpdate]:
+        """The taxonomy's refusal for the flagged type, streamed a word at a time."""
+        text = ""
+        for word in verdict.decision.refusal.split(" "):
+            text = f"{text} {word}" if text else word
+            if not timings["first_token"]:
+                timings["first_token"] = (time.perf_counter() - t_start) * 1000
+            yield ChatUpdate(verdict, text, mode, True, timings=dict(timings))
+        timings["total"] = (time.perf_counter() - t_start) * 1000
+        timings["generate"] = 0.0
+        yield ChatUpdate(verdict, text, mode, True, done=True, timings=timings)
 
     def chat(self, image, prompt: str, **kwargs) -> ChatUpdate:
         """A whole turn, not streamed: the last update."""

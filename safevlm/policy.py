@@ -6,6 +6,9 @@ an input is flagged when some risk type reaches its threshold AND the probabilit
 non-zero level reaches the level threshold. A flagged input gets the most probable
 flagged type and the most probable non-zero level; the top level means `refuse`,
 other levels `caution`. Setting either threshold kind to 0 defers to the other.
+Per level, a flagged input is answered by the model, conditioned (`generate`, the paper's
+way) or by the taxonomy's refusal for its type with no generation (`template`): the
+decision's `response`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from safevlm.taxonomy import Taxonomy
+from safevlm.taxonomy import GENERATE, RESPONSES, TEMPLATE, Taxonomy
 
 ALLOW, CAUTION, REFUSE = "allow", "caution", "refuse"
 
@@ -27,14 +30,20 @@ class ThresholdError(ValueError):
 class Thresholds:
     types: dict[str, float] = field(default_factory=dict)
     level: float = 0.5
+    responses: dict[int, str] = field(default_factory=dict)  # level -> generate | template
 
     @classmethod
     def default(cls, taxonomy: Taxonomy) -> Thresholds:
-        return cls(dict(taxonomy.default_type_thresholds), taxonomy.default_level_threshold)
+        return cls(dict(taxonomy.default_type_thresholds), taxonomy.default_level_threshold,
+                   dict(taxonomy.default_responses))
+
+    def response(self, level: int) -> str:
+        return self.responses.get(level, GENERATE)
 
     def with_overrides(self, overrides: Mapping | str | None, taxonomy: Taxonomy) -> Thresholds:
         """Merge user overrides: a mapping or JSON like {"illegal_risk": 0.3, "level": 0.4}
-        or {"types": {...}, "level": 0.4}. Unknown names and values outside [0, 1] raise."""
+        or {"types": {...}, "level": 0.4}, optionally with "responses": {"2": "generate"}
+        (or one word for every level). Unknown names and values outside [0, 1] raise."""
         if overrides is None or overrides == "":
             return self
         if isinstance(overrides, str):
@@ -46,8 +55,11 @@ class Thresholds:
             raise ThresholdError("thresholds must be a JSON object, e.g. {\"illegal_risk\": 0.3}")
         types = dict(self.types)
         level = self.level
-        flat = dict(overrides.get("types", {}) if isinstance(overrides.get("types"), Mapping) else {})
-        flat.update({k: v for k, v in overrides.items() if k != "types"})
+        if "types" in overrides and not isinstance(overrides["types"], Mapping):
+            raise ThresholdError("\"types\" must be an object of type name -> number")
+        responses = _responses(overrides.get("responses"), self.responses, taxonomy)
+        flat = dict(overrides.get("types", {}))
+        flat.update({k: v for k, v in overrides.items() if k not in ("types", "responses")})
         for name, value in flat.items():
             value = _probability(name, value)
             if name == "level":
@@ -57,10 +69,33 @@ class Thresholds:
             else:
                 known = ", ".join((*taxonomy.risk_types, "level"))
                 raise ThresholdError(f"unknown threshold {name!r}; known: {known}")
-        return Thresholds(types, level)
+        return Thresholds(types, level, responses)
 
     def to_dict(self) -> dict:
-        return {"types": dict(self.types), "level": self.level}
+        return {"types": dict(self.types), "level": self.level,
+                "responses": {str(k): v for k, v in sorted(self.responses.items())}}
+
+
+def _responses(value, current: Mapping[int, str], taxonomy: Taxonomy) -> dict[int, str]:
+    """Merge a responses override: one word for every level, or {level: word}."""
+    out = dict(current)
+    if value is None:
+        return out
+    if isinstance(value, str):
+        value = {lv: value for lv in range(1, taxonomy.max_level + 1)}
+    if not isinstance(value, Mapping):
+        raise ThresholdError(f"\"responses\" must be {' or '.join(RESPONSES)}, or an object level -> one of them")
+    for key, word in value.items():
+        try:
+            lv = int(key)
+        except (TypeError, ValueError):
+            lv = -1
+        if not 1 <= lv <= taxonomy.max_level or isinstance(key, bool):
+            raise ThresholdError(f"responses: level {key!r} must be 1..{taxonomy.max_level}")
+        if word not in RESPONSES:
+            raise ThresholdError(f"responses: level {lv} must be {' or '.join(RESPONSES)}, got {word!r}")
+        out[lv] = word
+    return out
 
 
 def _probability(name: str, value) -> float:
@@ -78,6 +113,8 @@ class Decision:
     level: int  # 0 when allowed
     hint: str | None  # the sentence conditioning the answer, None when allowed
     flagged_types: tuple[str, ...] = ()
+    response: str = GENERATE  # a flagged input's answer: the model's, or the refusal template
+    refusal: str | None = None  # the template's text when response == "template"
 
     @property
     def flagged(self) -> bool:
@@ -117,4 +154,7 @@ def decide(
     risk_type = max(flagged, key=lambda t: float(type_probs[t]))
     level = 1 + max(range(len(level_probs) - 1), key=lambda i: float(level_probs[i + 1]))
     action = REFUSE if level == taxonomy.max_level else CAUTION
-    return Decision(action, risk_type, level, taxonomy.hint(risk_type, level), flagged)
+    response = thresholds.response(level)
+    refusal = taxonomy.refusal(risk_type) if response == TEMPLATE else None
+    return Decision(action, risk_type, level, taxonomy.hint(risk_type, level), flagged,
+                    response, refusal)

@@ -13,6 +13,11 @@ from pathlib import Path
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_TAXONOMY_PATH = ASSETS_DIR / "taxonomy.json"
+# How a flagged input is answered: the model, conditioned ("generate", the paper's way), or
+# the taxonomy's refusal for its type, streamed with no generation ("template").
+GENERATE, TEMPLATE = "generate", "template"
+RESPONSES = (GENERATE, TEMPLATE)
+GENERIC_REFUSAL = "I can't help with that request. I'm happy to help with something else."
 
 
 class TaxonomyError(ValueError):
@@ -31,6 +36,10 @@ class Taxonomy:
     default_type_thresholds: dict[str, float] = field(default_factory=dict)
     default_level_threshold: float = 0.5
     descriptions: dict[str, str] = field(default_factory=dict)
+    # The project's refusal per risk type, and per level whether a flagged input is answered
+    # by the model ("generate") or by that refusal ("template"); absent levels generate.
+    refusals: dict[str, str] = field(default_factory=dict)
+    default_responses: dict[int, str] = field(default_factory=dict)
 
     @property
     def safe_index(self) -> int:
@@ -51,6 +60,10 @@ class Taxonomy:
             raise TaxonomyError(
                 f"unknown type {name!r} for taxonomy {self.name!r}; known: {', '.join(self.types)}"
             ) from None
+
+    def refusal(self, type_name: str) -> str:
+        """The refusal streamed instead of an answer for a risk type."""
+        return self.refusals.get(type_name) or GENERIC_REFUSAL
 
     def hint(self, type_name: str, level: int) -> str | None:
         """The hint sentence for a risky (type, level), or None for safe inputs."""
@@ -74,7 +87,9 @@ class Taxonomy:
             "default_thresholds": {
                 "types": dict(self.default_type_thresholds),
                 "level": self.default_level_threshold,
+                "responses": {str(k): v for k, v in self.default_responses.items()},
             },
+            "refusals": dict(self.refusals),
         }
 
     @classmethod
@@ -98,6 +113,18 @@ class Taxonomy:
             hints[t] = {int(k): str(v) for k, v in by_level.items()}
         thr = data.get("default_thresholds", {})
         type_thr = {t: float(thr.get("types", {}).get(t, 0.5)) for t in types if t != safe_type}
+        refusals = {str(k): str(v) for k, v in data.get("refusals", {}).items()}
+        unknown = sorted(set(refusals) - set(types) | ({safe_type} & set(refusals)))
+        if unknown:
+            raise TaxonomyError(f"{source}: refusal for unknown or safe type(s) {unknown}")
+        try:
+            responses = {int(k): str(v) for k, v in thr.get("responses", {}).items()}
+        except (TypeError, ValueError, AttributeError):
+            raise TaxonomyError(f"{source}: default_thresholds.responses must map levels to actions") from None
+        bad = {k: v for k, v in responses.items() if v not in RESPONSES or not 1 <= k < len(levels)}
+        if bad:
+            raise TaxonomyError(f"{source}: default_thresholds.responses {bad}: levels 1..{len(levels) - 1} "
+                                f"map to one of {', '.join(RESPONSES)}")
         return cls(
             name=data.get("name", Path(source).stem),
             types=tuple(types),
@@ -109,6 +136,8 @@ class Taxonomy:
             default_type_thresholds=type_thr,
             default_level_threshold=float(thr.get("level", 0.5)),
             descriptions={t["name"]: t.get("description", "") for t in data["types"]},
+            refusals=refusals,
+            default_responses=responses,
         )
 
 

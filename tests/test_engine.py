@@ -159,3 +159,29 @@ def test_a_stream_can_be_resumed_from_other_threads(tiny_engine, photo_path):
     assert updates[-1].done
     again = tiny_engine.chat(photo_path, "And now?", mode="off", settings=SHORT)  # not deadlocked
     assert again.done
+
+
+def test_a_flagged_input_answered_by_template_streams_the_refusal_and_never_generates(
+        tiny_engine, photo_path, monkeypatch):
+    zero = {t: 0.0 for t in tiny_engine.taxonomy.risk_types} | {"level": 0.0}
+    calls = []
+    real = tiny_engine.model.generate_stream
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_engine.model, "generate_stream", spy)
+    template = zero | {"responses": "template"}
+    updates = list(tiny_engine.stream(photo_path, "What is this?", mode="hint", thresholds=template))
+    final = updates[-1]
+    decision = final.verdict.decision
+    assert final.done and final.conditioned and not calls
+    assert final.text == tiny_engine.taxonomy.refusal(decision.type) == decision.refusal
+    assert len(updates) > 4 and updates[1].text and len(updates[1].text) < len(final.text)  # streamed
+    assert final.to_dict()["respond_with"] == "template"
+    generated = tiny_engine.chat(photo_path, "What is this?", mode="hint", settings=SHORT,
+                                 thresholds=zero | {"responses": "generate"})
+    off = tiny_engine.chat(photo_path, "What is this?", mode="off", settings=SHORT, thresholds=template)
+    assert len(calls) == 2  # 'generate' and mode 'off' both run the model
+    assert generated.to_dict()["respond_with"] == "generate" and off.text != decision.refusal

@@ -86,3 +86,46 @@ def test_nested_and_flat_overrides_agree():
 def test_wrong_number_of_probabilities_is_rejected():
     with pytest.raises(ValueError, match="expected"):
         decide([0.5, 0.5], [1, 0, 0, 0], TAX)
+
+
+def test_flagged_levels_answer_by_template_or_generation_as_configured():
+    assert TAX.default_responses == {1: "generate", 2: "template", 3: "template"}
+    top = decide(probs(illegal_risk=0.9), [0.05, 0.05, 0.1, 0.8], TAX)
+    assert top.response == "template" and top.refusal == TAX.refusal("illegal_risk")
+    careful = decide(probs(privacy=0.9), [0.1, 0.8, 0.05, 0.05], TAX)
+    assert careful.flagged and careful.response == "generate" and careful.refusal is None
+    generate_all = Thresholds.default(TAX).with_overrides({"responses": "generate"}, TAX)
+    assert decide(probs(illegal_risk=0.9), [0.05, 0.05, 0.1, 0.8], TAX, generate_all).refusal is None
+    one_level = Thresholds.default(TAX).with_overrides({"responses": {"1": "template"}}, TAX)
+    assert decide(probs(privacy=0.9), [0.1, 0.8, 0.05, 0.05], TAX, one_level).response == "template"
+    assert one_level.responses[3] == "template"  # other levels keep their setting
+    allowed = decide(probs(), [0.9, 0.05, 0.03, 0.02], TAX)
+    assert allowed.refusal is None and allowed.response == "generate"
+
+
+def test_every_risk_type_has_its_own_refusal_template():
+    texts = [TAX.refusal(t) for t in TAX.risk_types]
+    assert len(set(texts)) == len(texts) and all(len(t) > 40 for t in texts)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"responses": "maybe"}, "generate or template"),
+    ({"responses": {"7": "template"}}, "1..3"),
+    ({"responses": {"x": "template"}}, "1..3"),
+    ({"responses": 5}, "must be generate or template"),
+    ({"types": 5}, "types"),
+])
+def test_malformed_responses_raise_a_clear_error(bad, message):
+    with pytest.raises(ThresholdError, match=re.escape(message)):
+        Thresholds.default(TAX).with_overrides(bad, TAX)
+
+
+def test_thresholds_round_trip_through_the_taxonomy_with_their_responses():
+    from safevlm.taxonomy import Taxonomy
+
+    thr = Thresholds.default(TAX).with_overrides({"responses": {"2": "generate"}}, TAX)
+    data = TAX.to_dict()
+    data["default_thresholds"] = thr.to_dict()
+    again = Taxonomy.from_dict(data)
+    assert again.default_responses == {1: "generate", 2: "generate", 3: "template"}
+    assert again.refusals == TAX.refusals
