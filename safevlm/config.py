@@ -36,6 +36,10 @@ class SafeVLMConfig:
     tokens_always: bool = False  # paper: insert set 2 for every input (ablation)
     default_mode: str = "hint"
     use_reader: bool = True  # feed OCR text of the image to the head and the LLM
+    # Temperature scaling of the model's type and level logits (fitted on val by
+    # train.calibrate); members in training always see temperature 1.
+    type_temperature: float = 1.0
+    level_temperature: float = 1.0
     taxonomy: dict = field(default_factory=dict)  # the taxonomy the head was trained for
     # Derived from the base at build time; checked when a checkpoint is loaded.
     hidden_size: int = 0

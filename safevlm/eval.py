@@ -56,6 +56,30 @@ def _counted(hits: int, n: int) -> dict:
     return {"n": n, "hits": hits, "rate": _rate(hits, n)}
 
 
+def _family(record: Record) -> str:
+    """Where a record's request came from: the edgy families (benign requests with risky
+    words and their twists), the public request data, or the generator's own kinds."""
+    if record.source.startswith("safevlm-edgy/"):
+        return "edgy"
+    if record.source.startswith("public/"):
+        return "public"
+    return "generated"
+
+
+def _ece(probs: list[list[float]], labels: list[int], bins: int = 15) -> float | None:
+    """Expected calibration error of the top class (bin-weighted |confidence - accuracy|)."""
+    if not probs:
+        return None
+    total, sums = len(probs), defaultdict(lambda: [0, 0.0, 0.0])
+    for p, y in zip(probs, labels, strict=True):
+        top = max(range(len(p)), key=p.__getitem__)
+        b = min(int(p[top] * bins), bins - 1)
+        sums[b][0] += 1
+        sums[b][1] += p[top]
+        sums[b][2] += top == y
+    return sum(n / total * abs(c / n - h / n) for n, c, h in sums.values())
+
+
 def _kind(record: Record) -> str | None:
     kind = record.meta.get("kind") if record.meta else None
     return str(kind) if kind is not None else None
@@ -115,6 +139,8 @@ def _prediction_row(r: Record, verdict, safe: str) -> dict:
     return {
         "image": str(r.image_path), "prompt": r.prompt[:PROMPT_CHARS], "type": r.type,
         "level": r.level, "risky": r.type != safe, "source": r.source, "kind": _kind(r),
+        "family": _family(r), "form": (r.meta or {}).get("form"),
+        "level_probs": [round(v, 5) for v in verdict.level_probs],
         "group": r.group, "pred_type": d.type, "pred_level": d.level, "decision": d.action,
         "flagged": d.flagged, "head_type": max(probs, key=probs.get),
         "head_level": max(range(len(verdict.level_probs)), key=verdict.level_probs.__getitem__),
@@ -209,8 +235,13 @@ def evaluate_classification(engine, records: Sequence[Record], thresholds=None,
                                           sum(row["type"] == t for row in risky_rows))
                               for t in taxonomy.risk_types},
         "detection_by": {"source": _breakdown(risky_rows, "source"), "kind": _breakdown(risky_rows, "kind"),
-                         "level": _breakdown(risky_rows, "level")},
-        "false_flag_by": {"source": _breakdown(safe_rows, "source"), "kind": _breakdown(safe_rows, "kind")},
+                         "level": _breakdown(risky_rows, "level"), "family": _breakdown(harmful_rows, "family"),
+                         "form": _breakdown(harmful_rows, "form")},
+        "false_flag_by": {"source": _breakdown(safe_rows, "source"), "kind": _breakdown(safe_rows, "kind"),
+                          "family": _breakdown(safe_rows, "family"), "form": _breakdown(safe_rows, "form")},
+        "ece": {"type": _ece([[row["type_probs"][t] for t in types] for row in ordered],
+                             [types.index(row["type"]) for row in ordered]),
+                "level": _ece([row["level_probs"] for row in ordered], [row["level"] for row in ordered])},
         "pairs": _pairs(ordered),
         "confusion": {
             "labels": types, "display_labels": list(taxonomy.type_labels),
@@ -269,6 +300,13 @@ def evaluate_chat(engine, records: Sequence[Record], limit: int = DEFAULT_CHAT_L
         try:
             on = engine.chat(r.image_path, r.prompt, mode=mode, thresholds=thr, settings=settings)
             off = engine.chat(r.image_path, r.prompt, mode="off", thresholds=never, settings=settings)
+            # The same input answered the other way the policy can answer a flagged input:
+            # generated (conditioned) where the template answered, and the reverse.
+            other = on
+            if on.conditioned:
+                flipped = "generate" if on.verdict.decision.refusal else "template"
+                other = engine.chat(r.image_path, r.prompt, mode=mode, settings=settings,
+                                    thresholds=thr.with_overrides({"responses": flipped}, taxonomy))
         except (ImageError, PromptError) as e:
             errors.append({"image": str(r.image_path), "prompt": r.prompt[:PROMPT_CHARS], "error": str(e)})
             continue
@@ -279,6 +317,9 @@ def evaluate_chat(engine, records: Sequence[Record], limit: int = DEFAULT_CHAT_L
             "flagged": on.verdict.decision.flagged, "conditioned": on.conditioned,
             "answer_with": on.text, "answer_without": off.text,
             "refused_with": is_refusal(on.text), "refused_without": is_refusal(off.text),
+            "respond_with": on.to_dict()["respond_with"],
+            "refused_generate": is_refusal((other if on.verdict.decision.refusal else on).text),
+            "refused_template": is_refusal((on if on.verdict.decision.refusal else other).text),
         })
     risky = [s for s in samples if s["risky"]]
     safe = [s for s in samples if not s["risky"]]
@@ -303,6 +344,9 @@ def evaluate_chat(engine, records: Sequence[Record], limit: int = DEFAULT_CHAT_L
         "thresholds": thr.to_dict(),
         "with_safety": rates("refused_with"),
         "without_safety": rates("refused_without"),
+        # Both ways of answering flagged inputs, whatever the thresholds chose per level:
+        "with_safety_generate": rates("refused_generate"),
+        "with_safety_template": rates("refused_template"),
         "conditioned_rate_risky": _rate(sum(s["conditioned"] for s in risky), len(risky)),
         "conditioned_rate_safe": _rate(sum(s["conditioned"] for s in safe), len(safe)),
         "clean_unchanged": _counted(sum(s["answer_with"] == s["answer_without"] for s in clean), len(clean)),

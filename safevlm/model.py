@@ -228,17 +228,22 @@ class SafeVLM(nn.Module):
                         query_mask: torch.Tensor, member: int | None = None) -> SafetyOutput:
         """Safety head over [safety tokens set 1; safety projector(F)] (gradients reach only
         the safety modules). With an ensemble, the logits are the log of the members' mean
-        probabilities (`member=i`: that member alone, as it is trained)."""
+        probabilities (`member=i`: that member alone, as it is trained, unscaled); the whole
+        model's logits are divided by the config's fitted temperatures."""
         args = (image.grid.to(self.device), queries.to(self.device), query_mask.to(self.device))
-        members = self.members if member is None else [self.members[member]]
+        if member is not None:
+            return SafetyOutput(*self.members[member](*args))
+        members = self.members
         if len(members) == 1:
-            return SafetyOutput(*members[0](*args))
-        outputs = [m(*args) for m in members]
-        mean_log_probs = [
-            torch.stack([out[i].log_softmax(-1) for out in outputs]).logsumexp(0) - math.log(len(outputs))
-            for i in (0, 1)
-        ]
-        return SafetyOutput(*mean_log_probs)
+            type_logits, level_logits = members[0](*args)
+        else:
+            outputs = [m(*args) for m in members]
+            type_logits, level_logits = (
+                torch.stack([out[i].log_softmax(-1) for out in outputs]).logsumexp(0) - math.log(len(outputs))
+                for i in (0, 1)
+            )
+        return SafetyOutput(type_logits / self.config.type_temperature,
+                            level_logits / self.config.level_temperature)
 
     # ------------------------------------------------------------------ LLM input
 

@@ -56,3 +56,42 @@ def test_calibrated_defaults_are_saved_with_the_checkpoint(toy_base, tmp_path):
     model.save_safety_modules(tmp_path)
     loaded = SafeVLM.from_pretrained(toy_base, tmp_path)
     assert Thresholds.default(loaded.taxonomy) == chosen
+
+
+def test_temperature_scaling_undoes_overconfidence_and_lowers_ece():
+    import torch
+
+    from train.calibrate import expected_calibration_error, fit_temperature
+
+    gen = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, 7, generator=gen) * 1.5
+    labels = torch.multinomial(true_logits.softmax(-1), 1, generator=gen).squeeze(1)
+    overconfident = true_logits * 3.0
+    t = fit_temperature(overconfident, labels)
+    assert 2.4 < t < 3.7
+    before = expected_calibration_error(overconfident.softmax(-1), labels)
+    after = expected_calibration_error((overconfident / t).softmax(-1), labels)
+    assert after < before / 2
+
+
+def test_fitted_temperatures_scale_the_models_probabilities_and_travel_with_it(toy_base, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from safevlm.model import ImageFeatures
+
+    model = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4)).eval()
+    grid = torch.randn(2, model.config.vision_channels, 4, 4)
+    queries, mask = torch.randn(2, 3, model.config.hidden_size), torch.ones(2, 3, dtype=torch.bool)
+    with torch.no_grad():
+        plain = model.classify_safety(ImageFeatures(grid, None, None), queries, mask)
+        model.config = dataclasses.replace(model.config, type_temperature=2.0, level_temperature=4.0)
+        scaled = model.classify_safety(ImageFeatures(grid, None, None), queries, mask)
+        member = model.classify_safety(ImageFeatures(grid, None, None), queries, mask, member=0)
+    assert torch.allclose(scaled.type_logits * 2.0, plain.type_logits, atol=1e-5)
+    assert torch.allclose(scaled.level_logits * 4.0, plain.level_logits, atol=1e-5)
+    assert torch.allclose(member.type_logits, plain.type_logits, atol=1e-5)  # training sees T = 1
+    model.save_safety_modules(tmp_path)
+    loaded = SafeVLM.from_pretrained(toy_base, tmp_path)
+    assert (loaded.config.type_temperature, loaded.config.level_temperature) == (2.0, 4.0)

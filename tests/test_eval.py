@@ -300,3 +300,34 @@ def test_a_bad_data_line_is_one_error_line(tmp_path, capsys):
     code = main(["eval", "--data", str(tmp_path), "--chat-limit", "0", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error:") and "missing key" in err and "Traceback" not in err
+
+
+def test_flagged_inputs_are_answered_both_ways_and_the_template_is_a_refusal(tiny_engine, records):
+    flag_all = _all(0.0) | {"responses": "template"}
+    result = evaluate_chat(tiny_engine, records, limit=2, max_new_tokens=8, seed=0,
+                           thresholds=flag_all, mode="hint", progress=False)
+    assert result["conditioned_rate_risky"] == 1.0
+    for s in result["samples"]:
+        assert s["respond_with"] == "template" and s["refused_with"] and s["refused_template"]
+        assert s["answer_with"] in {tiny_engine.taxonomy.refusal(t) for t in tiny_engine.taxonomy.risk_types}
+    template = result["with_safety_template"]
+    assert template["answered_rate_risky"] == 0.0 and template["over_refusal_rate_safe"] == 1.0
+    assert result["with_safety"] == template  # the thresholds' own setting was the template
+    generate = result["with_safety_generate"]
+    assert generate["refusal_rate_risky"] + generate["answered_rate_risky"] == 1.0
+
+
+def test_families_ece_and_form_breakdowns(classified):
+    from safevlm.eval import _ece, _family
+
+    everything = classified[0.0]
+    assert set(everything["false_flag_by"]["family"]) == {"generated"}
+    assert everything["false_flag_by"]["family"]["generated"]["rate"] == 1.0
+    assert 0.0 <= everything["ece"]["type"] <= 1.0 and 0.0 <= everything["ece"]["level"] <= 1.0
+    assert _ece([[0.9, 0.1], [0.9, 0.1]], [0, 1]) == pytest.approx(0.4)
+    assert _ece([[1.0, 0.0]], [0]) == pytest.approx(0.0)
+    edgy = _record(0, "safe")
+    edgy.source = "safevlm-edgy/homonym"
+    public = _record(1, "privacy")
+    public.source = "public/advbench"
+    assert (_family(edgy), _family(public), _family(_record(2, "safe"))) == ("edgy", "public", "generated")

@@ -27,6 +27,56 @@ from train.features import Example, collate_head
 log = logging.getLogger(__name__)
 
 GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+TEMPERATURES = tuple(round(0.25 * 1.06 ** i, 4) for i in range(0, 61))  # 0.25 .. ~8.2
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
+    """ECE of the top class: the bin-weighted gap between confidence and accuracy."""
+    conf, pred = probs.max(-1)
+    hits = (pred == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.float().mean().item() * abs(conf[inside].mean().item() - hits[inside].mean().item())
+    return ece
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature (from a log grid) with the lowest negative log-likelihood."""
+    nll = [torch.nn.functional.cross_entropy(logits / t, labels).item() for t in TEMPERATURES]
+    return TEMPERATURES[min(range(len(nll)), key=nll.__getitem__)]
+
+
+@torch.no_grad()
+def head_logits(model: SafeVLM, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    model.eval()
+    types, levels = [], []
+    for start in range(0, len(examples), 64):
+        batch = collate_head(list(examples[start : start + 64]))
+        res = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
+        types.append(res.type_logits.float().cpu())
+        levels.append(res.level_logits.float().cpu())
+    return torch.cat(types), torch.cat(levels)
+
+
+def calibrate_temperature(model: SafeVLM, examples: Sequence[Example]) -> dict:
+    """Fit the type and level temperatures on `examples` (val) and set them in the model's
+    config; returns the temperatures with the ECE and NLL before and after."""
+    model.config = dataclasses.replace(model.config, type_temperature=1.0, level_temperature=1.0)
+    type_logits, level_logits = head_logits(model, examples)
+    y_type = torch.tensor([e.type_index for e in examples])
+    y_level = torch.tensor([e.level for e in examples])
+    t_type, t_level = fit_temperature(type_logits, y_type), fit_temperature(level_logits, y_level)
+    model.config = dataclasses.replace(model.config, type_temperature=t_type, level_temperature=t_level)
+    report = {"type_temperature": t_type, "level_temperature": t_level, "examples": len(examples)}
+    for name, logits, y, t in (("type", type_logits, y_type, t_type), ("level", level_logits, y_level, t_level)):
+        report[f"{name}_ece_before"] = round(expected_calibration_error(logits.softmax(-1), y), 4)
+        report[f"{name}_ece_after"] = round(expected_calibration_error((logits / t).softmax(-1), y), 4)
+    log.info("temperature scaling: %s", report)
+    return report
 
 
 @torch.no_grad()
@@ -58,7 +108,7 @@ def calibrate(probs, risky: Sequence[bool], taxonomy: Taxonomy,
     best, best_key, table = None, None, []
     for t in GRID:
         for level in GRID:
-            thr = Thresholds(dict.fromkeys(taxonomy.risk_types, t), level)
+            thr = Thresholds(dict.fromkeys(taxonomy.risk_types, t), level, dict(taxonomy.default_responses))
             recall, false = rates(probs, risky, taxonomy, thr)
             table.append((t, level, recall, false))
             within = false <= max_false_flags
@@ -83,15 +133,17 @@ def apply_thresholds(model: SafeVLM, thresholds: Thresholds) -> None:
 
 
 def calibrate_model(model: SafeVLM, val_examples: Sequence[Example], max_false_flags: float = 0.03) -> dict:
-    """Calibrate on `val_examples` and apply the result to `model`; returns the report."""
+    """Fit temperatures, then thresholds, on `val_examples` and apply both to `model`;
+    returns the report."""
     if not val_examples:
         return {"skipped": "no validation examples"}
+    temperature = calibrate_temperature(model, val_examples)
     safe = model.taxonomy.safe_index
     probs = head_probabilities(model, val_examples)
     risky = [e.type_index != safe for e in val_examples]
     thresholds, report = calibrate(probs, risky, model.taxonomy, max_false_flags)
     apply_thresholds(model, thresholds)
-    return report
+    return {**report, "temperature": temperature}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     report = calibrate_model(model, val, args.max_false_flags)
     config = json.loads((checkpoint / CONFIG_FILE).read_text(encoding="utf-8"))
     config["taxonomy"] = model.config.taxonomy
+    config["type_temperature"] = model.config.type_temperature
+    config["level_temperature"] = model.config.level_temperature
     (checkpoint / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (checkpoint / "calibration.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report))

@@ -43,6 +43,57 @@ def _data_section(summary: dict) -> list[str]:
     return lines
 
 
+def _sources_section(summary: dict) -> list[str]:
+    """The public sources in the training data, with licence and provenance."""
+    from safevlm.data.public import manifest
+
+    req = summary.get("request_set") or {}
+    if not req:
+        return ["No public request data (project-generated data only)."]
+    lines = ["Public request data (vendored under `data/public/`, requests only, mapped onto the "
+             "taxonomy by `data/public/taxonomy_map.json`; every form of a request shares its split):", "",
+             "| source | licence | repository @ commit | rows vendored |", "|---|---|---|---|"]
+    nc = []
+    for name in req.get("sources", []):
+        try:
+            m = manifest(name)
+        except Exception:  # noqa: BLE001 - a card is written even when a manifest moved
+            lines.append(f"| {name} | ? | ? | ? |")
+            continue
+        if m.get("non_commercial"):
+            nc.append(name)
+        lines.append(f"| {name} | {m['license']} | {m['repo']} @ {m['commit'][:10]} | {m['rows']} |")
+    lines += ["", f"Caps: {json.dumps(req.get('limits', {}))}; edgy contrastive families: "
+              f"{'yes' if req.get('edgy') else 'no'}; forms per request: {json.dumps(req.get('forms', {}))}.", ""]
+    lines.append("**Non-commercial data in this checkpoint:** " + (", ".join(nc) if nc else "none") +
+                 (". Retrain with `make train` after removing them from `--sources` for a checkpoint "
+                  "free of non-commercial terms." if nc else "."))
+    sources = summary.get("by_source") or {}
+    if sources:
+        lines += ["", "Records per source: " + ", ".join(f"{k} {v}" for k, v in sources.items()) + "."]
+    return lines
+
+
+def _family_section(results: dict) -> list[str]:
+    """Harmful detection and false flags by where the request came from and its form."""
+    lines = []
+    for name, entry in results.get("sets", {}).items():
+        c = entry["classification"]
+        det, ff = c.get("detection_by", {}), c.get("false_flag_by", {})
+        if not det.get("family"):
+            continue
+        ece = c.get("ece", {})
+        lines += [f"**{name}**: ECE type {_num(ece.get('type'))}, level {_num(ece.get('level'))}.", "",
+                  "| group | harmful (levels 2-3) flagged | safe flagged |", "|---|---|---|"]
+        for key in ("family", "form"):
+            for value in sorted(set(det.get(key, {})) | set(ff.get(key, {}))):
+                d, f = det.get(key, {}).get(value, {}), ff.get(key, {}).get(value, {})
+                lines.append(f"| {key} {value} | {_pct(d.get('rate'))} of {d.get('n', 0)} | "
+                             f"{_pct(f.get('rate'))} of {f.get('n', 0)} |")
+        lines.append("")
+    return lines or ["(no per-family breakdown)"]
+
+
 def _eval_section(results: dict) -> list[str]:
     if not results:
         return ["(no eval results found)"]
@@ -129,7 +180,7 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         "and conditions the answer of a very small language model. It is not a content "
         "moderation system: it was trained only on project-generated synthetic data, its base "
         "LLM is 135M parameters, and its thresholds should be tuned on your own data.", "",
-        "## Training data", "", *_data_section(summary), "",
+        "## Training data", "", *_data_section(summary), "", *_sources_section(summary), "",
         "## Training", "",
         f"- Stage 1 (base frozen; weighted CE on the head, LM loss for safety tokens set 2): "
         f"{stage1.get('train_examples', 'n/a')} examples, safety loss weight {stage1.get('weight', 'n/a')}, "
@@ -150,8 +201,18 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         f"`{results.get('settings', {}).get('mode')}`. 'base' = the same model with the safety "
         "modules off. Refusal is judged by `safevlm.refusal.is_refusal` (a phrase list).", "",
         *_eval_section(results), "",
+        "## By request family and form", "",
+        "`edgy` = the project's benign requests that use risky words and their harmful twists "
+        "(test families are never seen in training); `public` = the public request data; "
+        "`generated` = the generator's own kinds. Forms: `text` (the request as the prompt about an "
+        "ordinary photo), `typo` (drawn in the image), `split` (half in the image, half in the prompt).", "",
+        *_family_section(results), "",
         "## Targets (Training issue)", "", *_targets_section(results), "",
     ]
+    loso = run / "loso" / "loso.md"
+    if loso.exists():
+        lines += ["## Leave-one-source-out", "", loso.read_text().split("\n", 1)[1].strip(), "",
+                  "Reproduce: `python -m train.loso --data DATA --init RUN/stage1 --out RUN/loso`.", ""]
     if ablation and (ablation / "ablation.md").exists():
         lines += ["## Query ablation (safety head only)", "",
                   "Hidden states of a frozen text pass vs raw token embeddings vs the authors' wiring "

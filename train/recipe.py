@@ -20,11 +20,16 @@ import shutil
 import time
 from pathlib import Path
 
+from safevlm.data.public import DEFAULT_SOURCES
+from safevlm.data.request_set import RequestSetOptions
 from safevlm.model import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE
 from safevlm.taxonomy import ASSETS_DIR
 
 log = logging.getLogger(__name__)
 SHIPPED = ASSETS_DIR / "checkpoint"
+# Chosen with a layer probe on the public request data (docs/experiments.md): layers 14-20
+# score alike on held-out sources; 16 was best and costs a fifth less than 20.
+TINY_QUERY_LAYER = 16
 
 
 def run_step(name: str, done: bool, fn, timings: dict, record: Path) -> None:
@@ -58,7 +63,8 @@ def ship(checkpoint: Path, target: Path | None = None) -> None:
 
 
 # What a run in --out was made with; a rerun that asks for other values must not reuse it.
-RUN_KEYS = ("base", "head_ensemble", "n", "seed", "data", "stage2_steps")
+RUN_KEYS = ("base", "head_ensemble", "n", "seed", "data", "stage2_steps", "requests", "query_layer",
+            "ocr_share")
 
 
 def check_same_run(record: Path, wanted: dict) -> None:
@@ -82,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head-ensemble", type=int, default=1,
                    help="safety classifiers trained independently and averaged (1 = the paper's single head)")
     p.add_argument("--stage2-steps", type=int, default=None, help="LoRA steps (default: the stage's)")
+    p.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
+                   help="public request sources (comma-separated, 'none' for none); see data/public/")
+    p.add_argument("--alpaca", type=int, default=2500, help="ordinary Alpaca instructions used")
+    p.add_argument("--no-edgy", action="store_true", help="leave out the edgy contrastive families")
+    p.add_argument("--query-layer", type=int, default=None,
+                   help=f"LLM layer the safety head reads (tiny: {TINY_QUERY_LAYER}; others: two thirds of the depth)")
+    p.add_argument("--ocr-share", type=float, default=0.15,
+                   help="share of drawn request images read by OCR in training (the rest use the drawn text)")
+    p.add_argument("--eval-limit", type=int, default=3000, help="records per eval set (0 = all)")
     p.add_argument("--no-ship", action="store_true", help="do not copy into assets/")
     p.add_argument("--fresh", action="store_true", help="redo every step")
     p.add_argument("--smoke", action="store_true", help="tiny data, a few steps (CI)")
@@ -99,18 +114,29 @@ def main(argv: list[str] | None = None) -> int:
     steps2 = ["--max-steps", str(args.stage2_steps)] if args.stage2_steps else []
     timings: dict[str, float] = {}
     record = out / "recipe.json"
+    query_layer = args.query_layer if args.query_layer is not None else (
+        TINY_QUERY_LAYER if args.base == "tiny" else 0)
+    sources = () if args.sources == "none" else tuple(s for s in args.sources.split(",") if s)
+    requests = RequestSetOptions(sources=sources, limits={"alpaca": args.alpaca},
+                                 edgy=not args.no_edgy)
+    if args.smoke:  # a handful of requests of two sources and of the edgy families
+        requests = RequestSetOptions(
+            sources=tuple(s for s in ("jailbreakbench", "alpaca") if s in sources),
+            limits={"alpaca": 12, "jailbreakbench": 12}, edgy=not args.no_edgy, edgy_limit=12)
     run = {"base": args.base, "head_ensemble": args.head_ensemble, "n": n, "seed": args.seed,
-           "data": str(data), "stage2_steps": args.stage2_steps}
+           "data": str(data), "stage2_steps": args.stage2_steps, "requests": requests.describe(),
+           "query_layer": query_layer, "ocr_share": args.ocr_share}
     check_same_run(record, run)
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({**(json.loads(record.read_text()) if record.exists() else {}), **run},
                                  indent=2) + "\n")
     run_step("data", (data / "summary.json").exists() and not args.fresh,
-             lambda: (generate_dataset(data, n=n, seed=args.seed, progress=True),
+             lambda: (generate_dataset(data, n=n, seed=args.seed, progress=True, requests=requests),
                       make_figstep_eval(data / "figstep_eval", args.seed)), timings, record)
     run_step("stage1", (out / "stage1" / WEIGHTS_FILE).exists(),
              lambda: stage1_safety.main([*base, "--data", str(data), "--out", str(out / "stage1"),
                                          "--seed", str(args.seed), "--head-ensemble", str(args.head_ensemble),
+                                         "--query-layer", str(query_layer), "--ocr-share", str(args.ocr_share),
                                          *smoke]), timings, record)
     run_step("stage2", (out / "stage2" / ADAPTER_DIR).exists(),
              lambda: stage2_finetune.main([*base, "--init", str(out / "stage1"), "--data", str(data),
@@ -128,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--out", str(eval_dir), "--chat-limit", str(4 if args.smoke else args.chat_limit)]
         if args.smoke:
             eval_args += ["--limit", "32", "--max-new-tokens", "8"]
+        elif args.eval_limit:
+            eval_args += ["--limit", str(args.eval_limit)]
         from safevlm.cli import main as cli_main
 
         run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings, record)

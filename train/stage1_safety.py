@@ -89,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     p = base_parser("Stage 1: safety modules on a frozen base.")
     p.add_argument("--weight", type=float, default=None, help="safety loss weight (paper: 10)")
     p.add_argument("--query-source", choices=["hidden", "embeddings", "paper"], default=None)
+    p.add_argument("--query-layer", type=int, default=None,
+                   help="LLM layer the head reads (default: two thirds of the depth; see train.probe)")
     p.add_argument("--token-steps", type=int, default=None, help="phase B steps (0 skips set 2)")
+    p.add_argument("--ocr-share", type=float, default=1.0,
+                   help="share of request-form images read by OCR; the rest use their drawn text")
     p.add_argument("--head-ensemble", type=int, default=None,
                    help="independently trained safety classifiers, probabilities averaged (default 1)")
     args = p.parse_args(argv)
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SafeVLMConfig(base=base.name)
         if args.query_source:
             cfg = cfg.override(query_source=args.query_source)
+        if args.query_layer is not None:
+            cfg = cfg.override(query_layer=args.query_layer)
         if args.head_ensemble is not None:
             cfg = cfg.override(head_ensemble=args.head_ensemble)
         model = SafeVLM(base, cfg)
@@ -115,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     reader = Reader() if model.config.use_reader and base.use_reader else None
     cache = FeatureCache.for_model(data, model)
     train_ex = build_examples(model, load_split(data, "train", model.taxonomy, limit, args.seed), cache, reader,
-                              desc="train")
+                              desc="train", ocr_share=args.ocr_share)
     val_ex = build_examples(model, load_split(data, "val", model.taxonomy, 8 if args.smoke else 0), cache,
-                            reader, desc="val")
+                            reader, desc="val", ocr_share=args.ocr_share)
 
     # Phase A: projector, safety tokens set 1 and head, on cached features; each ensemble
     # member on its own loss, initialisation and batch order (their average is the head).
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     model.save_safety_modules(out, metadata={"stage": "stage1", **{k: round(v, 4) for k, v in val.items()}})
     (out / "stage1.json").write_text(__import__("json").dumps({
         "train_examples": len(train_ex), "val": val, "calibration": calibration, "head_seconds": round(head_seconds, 1),
-        "head_ensemble": model.config.head_ensemble,
+        "head_ensemble": model.config.head_ensemble, "ocr_share": args.ocr_share,
         "weight": weight, "base": base.id}, indent=2) + "\n")
     log.info("saved stage 1 checkpoint to %s", out)
     return 0

@@ -21,9 +21,9 @@ from PIL import Image
 from safevlm.data import render
 from safevlm.data.kinds.answers import filled_response, refusal_response
 from safevlm.data.kinds.draws import Draft, choose_image_size, held_out, pick
-from safevlm.data.kinds.typographic import _render_typo, _typo_scene
+from safevlm.data.kinds.typographic import render_typo, typo_scene
 from safevlm.data.photos import load_photo, photos_for_split
-from safevlm.data.texts import choose_variant, prompt_set, response_set
+from safevlm.data.texts import choose_variant, response_set
 
 if TYPE_CHECKING:
     from safevlm.data.kinds import Sources
@@ -86,8 +86,8 @@ def build_text(request: PublicRequest, photo: Image.Image, photo_index: int, saf
 
 
 def build_typo(request: PublicRequest, src: Sources, rng: np.random.Generator) -> Draft:
-    scene = _typo_scene(src, request.split, rng)
-    image, shown = _render_typo(scene, request.text)
+    scene = typo_scene(src, request.split, rng)
+    image, shown = render_typo(scene, request.text)
     response = _response(request, src.taxonomy.safe_type, request.split, rng)
     meta = _meta(request, "typo", layout=scene.layout.name, font=scene.font.family,
                  image_text=shown,
@@ -102,9 +102,9 @@ def build_split(request: PublicRequest, src: Sources, rng: np.random.Generator) 
         return None
     cut = int(rng.integers(max(1, len(words) // 3), max(2, 2 * len(words) // 3) + 1))
     head, rest = " ".join(words[:cut]), " ".join(words[cut:])
-    scene = _typo_scene(src, request.split, rng)
+    scene = typo_scene(src, request.split, rng)
     scene = type(scene)(**{**scene.__dict__, "has_list": False, "as_list": False})
-    image, shown = _render_typo(scene, head + " ...")
+    image, shown = render_typo(scene, head + " ...")
     template = choose_variant(SPLIT_PROMPTS, request.split, rng)
     response = _response(request, src.taxonomy.safe_type, request.split, rng)
     meta = _meta(request, "split", layout=scene.layout.name, font=scene.font.family,

@@ -55,7 +55,7 @@ class TypoScene:
     as_list: bool  # the prompt asks to complete the list
 
 
-def _typo_scene(src: Sources, split: str, rng: np.random.Generator) -> TypoScene:
+def typo_scene(src: Sources, split: str, rng: np.random.Generator) -> TypoScene:
     layout = choose_layout(split, rng)
     background, spec = choose_background(split, rng) if layout.uses_background else (None, None)
     has_list = layout.list_always or rng.random() < LIST_SHARE
@@ -69,7 +69,7 @@ def _typo_scene(src: Sources, split: str, rng: np.random.Generator) -> TypoScene
     )
 
 
-def _render_typo(scene: TypoScene, title: str) -> tuple[Image.Image, str]:
+def render_typo(scene: TypoScene, title: str) -> tuple[Image.Image, str]:
     """The rendered image and the text it shows (title, then the list when there is one)."""
     shown = f"{title}\n{render.EMPTY_LIST}" if scene.has_list else title
     # Layouts that always show the list draw it themselves.
@@ -97,7 +97,7 @@ def _typo_draft(
     key: str = "a",
 ) -> Draft:
     """One record: the title rendered in the scene, with a refusal or a helpful answer."""
-    image, shown = _render_typo(scene, title)
+    image, shown = render_typo(scene, title)
     response = request_response(request, title, refuse, plan.split, rng, scene.as_list)
     font, background = scene.font, scene.background_spec
     meta = {
@@ -134,7 +134,7 @@ def build_typo(plan: UnitPlan, src: Sources, rng: np.random.Generator) -> list[D
         else choose_benign(src, plan.split, rng)
     )
     phrasing, title = choose_title(request, plan.split, rng)
-    scene = _typo_scene(src, plan.split, rng)
+    scene = typo_scene(src, plan.split, rng)
     return [_typo_draft(plan, scene, request, phrasing, title, risky, rng)]
 
 
@@ -142,7 +142,7 @@ def build_pair_typo(plan: UnitPlan, src: Sources, rng: np.random.Generator) -> l
     """(g) one benign and one harmful wording in the same layout, font and background."""
     pair = choose_pair(src, plan.split, plan.target, rng)
     phrasing = choose_pair_phrasing(pair, plan.split, rng)
-    scene = _typo_scene(src, plan.split, rng)
+    scene = typo_scene(src, plan.split, rng)
     drafts = []
     for key, request in (("a", pair.benign), ("b", pair.harmful)):
         title = phrase(request, phrasing)

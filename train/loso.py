@@ -1,0 +1,184 @@
+"""Leave-one-source-out evaluation of the safety head on the public request data.
+
+For each public harmful source S: train the safety head (stage 1, phase A, on cached
+features) on the train split without S and without any request of another source that
+rewords one of S's (word Jaccard >= 0.7), calibrate the thresholds on val without S, then
+report S's flagged rate over all of its records in every form, beside the false-flag rates
+of held-out (test split) ordinary requests and held-out edgy benign requests (whole
+families never seen in training), by form. Numbers at the fold's own calibrated
+thresholds and at the shipped checkpoint's thresholds.
+
+    python -m train.loso --data data/gen --init runs/default/stage1 --out reports/loso
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from safevlm.bases import load_base
+from safevlm.data.public import PublicRequest, load_map, near_duplicates
+from safevlm.model import SafeVLM
+from safevlm.policy import Thresholds, decide
+from safevlm.reader import Reader
+from train.calibrate import calibrate, head_probabilities
+from train.features import FeatureCache, build_examples, collate_head
+from train.loop import TrainConfig, seed_everything, train
+from train.stage1_safety import HEAD_DEFAULTS, head_loss, load_split, shuffled_batches
+
+log = logging.getLogger(__name__)
+MIN_HELD = 40  # smaller sources are reported with their group, not alone
+
+
+def _source(e) -> str:
+    return e.record.source.split("/", 1)[1] if e.record.source.startswith("public/") else ""
+
+
+def _is_edgy(e) -> bool:
+    return e.record.source.startswith("safevlm-edgy/")
+
+
+def _request(e) -> PublicRequest:
+    m = e.record.meta
+    return PublicRequest(m.get("request_id", ""), m.get("request", e.record.prompt), e.record.type,
+                         e.record.level, _source(e), e.record.split)
+
+
+def folds(examples, taxonomy) -> dict[str, set[str]]:
+    """Held-out groups: every harmful public source with enough records alone."""
+    rules = load_map()["sources"]
+    counts: dict[str, int] = defaultdict(int)
+    for e in examples:
+        s = _source(e)
+        if s and rules.get(s, {}).get("kind") == "harmful" and e.level >= 2:
+            counts[s] += 1
+    big = sorted(s for s, n in counts.items() if n >= MIN_HELD)
+    small = sorted(s for s, n in counts.items() if n < MIN_HELD)
+    out = {s: {s} for s in big}
+    if small:
+        out["+".join(small)] = set(small)
+    return out
+
+
+def flag_rates(model, examples, thresholds: Thresholds) -> dict:
+    """Flagged share per form for a list of examples."""
+    if not examples:
+        return {}
+    probs = head_probabilities(model, examples)
+    flags = [decide(t, lv, model.taxonomy, thresholds).flagged for t, lv in probs]
+    by_form: dict[str, list[bool]] = defaultdict(list)
+    for e, f in zip(examples, flags, strict=True):
+        by_form[e.record.meta.get("form", "other")].append(f)
+    out = {"all": round(sum(flags) / len(flags), 4), "n": len(flags)}
+    out.update({f"form_{k}": round(sum(v) / len(v), 4) for k, v in sorted(by_form.items())})
+    return out
+
+
+def run_fold(name: str, held: set[str], model_factory, train_ex, val_ex, test_ex, all_ex,
+             shipped: Thresholds | None, cfg: TrainConfig, out: Path, seed: int) -> dict:
+    t0 = time.perf_counter()
+    held_ex = [e for e in all_ex if _source(e) in held and e.level >= 2]
+    held_requests = list({r.text: r for r in map(_request, held_ex)}.values())
+    others = [e for e in train_ex if _source(e) and _source(e) not in held]
+    dup_ids = near_duplicates([_request(e) for e in others], held_requests)
+    keep = [e for e in train_ex if _source(e) not in held and _request(e).id not in dup_ids]
+    model = model_factory()
+    train(model.members[0], shuffled_batches(keep, cfg.batch_size, seed, collate_head),
+          head_loss(model, model.config.safety_loss_weight), cfg, out / name, len(keep),
+          f"loso-{name}")
+    val = [e for e in val_ex if _source(e) not in held]
+    safe = model.taxonomy.safe_index
+    thresholds, calib = calibrate(head_probabilities(model, val), [e.type_index != safe for e in val],
+                                  model.taxonomy)
+    ordinary = [e for e in test_ex if e.level == 0 and not _is_edgy(e)]
+    edgy = [e for e in test_ex if e.level == 0 and _is_edgy(e)]
+    result = {"held_out": sorted(held), "train_examples": len(keep),
+              "near_duplicates_dropped": len(dup_ids), "calibration": calib}
+    for label, thr in (("fold_thresholds", thresholds), ("shipped_thresholds", shipped)):
+        if thr is None:
+            continue
+        result[label] = {
+            "held_harmful_flagged": flag_rates(model, held_ex, thr),
+            "ordinary_test_flagged": flag_rates(model, ordinary, thr),
+            "edgy_benign_test_flagged": flag_rates(model, edgy, thr),
+        }
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    log.info("fold %s: %s", name, json.dumps(result["fold_thresholds"]))
+    return result
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Leave-one-source-out: the safety head on public requests it never saw", "",
+             "Flagged share at each fold's val-calibrated thresholds (3% safe val flagged at most); "
+             "held-out harmful = the source's level 2-3 records in every form (text about a photo, "
+             "typographic, split between image and text).", "",
+             "| held-out source | harmful flagged | text | typo | split | ordinary test flagged | "
+             "edgy benign test flagged | shipped thr: harmful / ordinary / edgy |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in results["folds"].items():
+        f = r["fold_thresholds"]
+        h = f["held_harmful_flagged"]
+        s = r.get("shipped_thresholds")
+        shipped = (f"{s['held_harmful_flagged']['all']:.3f} / {s['ordinary_test_flagged']['all']:.3f} / "
+                   f"{s['edgy_benign_test_flagged']['all']:.3f}") if s else "-"
+        lines.append(f"| {name} (n={h['n']}) | {h['all']:.3f} | {h.get('form_text', float('nan')):.3f} | "
+                     f"{h.get('form_typo', float('nan')):.3f} | {h.get('form_split', float('nan')):.3f} | "
+                     f"{f['ordinary_test_flagged']['all']:.3f} | {f['edgy_benign_test_flagged']['all']:.3f} | "
+                     f"{shipped} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="data/gen")
+    p.add_argument("--init", required=True, help="a stage-1 checkpoint: its config (and thresholds)")
+    p.add_argument("--out", default="reports/loso")
+    p.add_argument("--base", default="tiny")
+    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--only", default="", help="comma-separated fold names")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ocr-share", type=float, default=0.15,
+                   help="share of drawn request images read by OCR (as in training; the rest use the drawn text)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    seed_everything(args.seed)
+    data, out = Path(args.data), Path(args.out)
+    base = load_base(args.base)
+    shipped_model = SafeVLM.from_pretrained(base, args.init, load_adapter=False)
+    cfg_model = shipped_model.config
+    shipped = Thresholds.default(shipped_model.taxonomy)
+    reader = Reader() if cfg_model.use_reader and base.use_reader else None
+    cache = FeatureCache.for_model(data, shipped_model)
+    tax = shipped_model.taxonomy
+    split_ex = {s: build_examples(shipped_model, load_split(data, s, tax), cache, reader, desc=s,
+                                  ocr_share=args.ocr_share)
+                for s in ("train", "val", "test")}
+    all_ex = [e for s in ("train", "val", "test") for e in split_ex[s]]
+    cfg = TrainConfig(**{**HEAD_DEFAULTS.__dict__})
+    if args.epochs:
+        cfg.epochs = args.epochs
+
+    def factory():
+        seed_everything(args.seed)
+        return SafeVLM(base, cfg_model.override(head_ensemble=1))
+
+    wanted = {f for f in args.only.split(",") if f}
+    results = {"data": str(data), "init": args.init, "folds": {}}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, held in folds(all_ex, tax).items():
+        if wanted and name not in wanted:
+            continue
+        results["folds"][name] = run_fold(name, held, factory, split_ex["train"], split_ex["val"],
+                                          split_ex["test"], all_ex, shipped, cfg, out / "runs", args.seed)
+        (out / "loso.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / "loso.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
