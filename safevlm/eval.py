@@ -9,6 +9,7 @@ Owns the metrics and finding eval sets; not the refusal detector (`refusal`), th
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -355,6 +356,23 @@ def evaluate_chat(engine, records: Sequence[Record], limit: int = DEFAULT_CHAT_L
         "seconds": time.perf_counter() - started,
         "samples": samples,
     }
+
+
+def evaluate_app_examples(engine, examples_file: Path, max_new_tokens: int = 48) -> list[dict]:
+    """The app's example images with their suggested prompts, answered as the app answers
+    them (default thresholds and mode): what a visitor sees first."""
+    from safevlm.model import GenerationSettings
+
+    listed = json.loads(Path(examples_file).read_text(encoding="utf-8"))["examples"]
+    out = []
+    for item in listed:
+        turn = engine.chat(Path(examples_file).parent / "examples" / item["file"], item["prompt"],
+                           settings=GenerationSettings(max_new_tokens=max_new_tokens))
+        d = turn.to_dict()
+        out.append({"file": item["file"], "label": item["label"], "decision": d["decision"],
+                    "type": d["type"], "level": d["level"], "respond_with": d["respond_with"],
+                    "refused": is_refusal(turn.text), "p_safe": round(d["type_probs"][engine.taxonomy.safe_type], 4)})
+    return out
 
 
 # ---------------------------------------------------------------------- whole runs

@@ -55,3 +55,27 @@ def test_without_queries_only_images_and_reader_text_are_computed(tmp_path, toy_
     assert [e.query for e in examples] == [None, None]
     assert all(e.reader_text.startswith("text") for e in examples) and len(cache.images) == 2
     assert cache.queries == {} and FeatureCache.for_model(tmp_path, model).queries == {}
+
+
+def test_drawn_request_images_take_their_drawn_text_except_the_share_ocr_reads(tmp_path, toy_base):
+    from train.features import rendered_text
+
+    model = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4)).eval()
+    recs = []
+    for i in range(40):
+        path = tmp_path / f"req{i}.png"
+        Image.new("RGB", (32, 32), (i * 6, 10, 10)).save(path)
+        recs.append(Record(image=str(path), prompt="Do what it says.", response="ok", type="safe", level=0,
+                           source="public/alpaca", split="train",
+                           meta={"form": "typo", "image_text": f"drawn {i}"}))
+    plain = Record(image=str(tmp_path / "req0.png"), prompt="p", response="r", type="safe", level=0,
+                   source="safevlm-gen/typo_benign", split="train", meta={"kind": "typo_benign"})
+    assert rendered_text(plain, 0.0, "k") is None  # generated kinds are always read
+    assert rendered_text(recs[0], 1.0, "k") is None  # share 1: everything is read
+    reader = CountingReader()
+    examples = build_examples(model, recs, FeatureCache.for_model(tmp_path, model), reader, ocr_share=0.25)
+    drawn = [e for e in examples if e.reader_text.startswith("drawn")]
+    read = [e for e in examples if e.reader_text.startswith("text")]
+    assert len(drawn) + len(read) == 40 and reader.images == len(read)
+    assert 3 <= len(read) <= 18  # about a quarter, by image hash
+    assert all(e.reader_text == e.record.meta["image_text"] for e in drawn)

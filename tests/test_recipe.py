@@ -35,7 +35,9 @@ def test_the_recipe_runs_every_step_on_a_llava_base_and_ships_nothing(tmp_path, 
     assert recipe.main(args) == 0
 
     record = json.loads((out / "recipe.json").read_text())
-    assert set(record["timings_s"]) == {"data", "stage1", "stage2", "eval"}
+    assert set(record["timings_s"]) == {"data", "stage1", "stage2", "eval", "examples"}
+    examples = json.loads((out / "examples.json").read_text())
+    assert {e["file"] for e in examples} >= {"steps_weapon.png", "steps_bread.png"}
     assert record["base"] == f"llava:{tiny_llava_dir}"
     report = json.loads((out / "eval" / "eval.json").read_text())
     assert report["model"]["base"].startswith("llava:") and {"test", "figstep_eval"} <= set(report["sets"])

@@ -31,7 +31,7 @@ from train.loop import TrainConfig, seed_everything, train
 from train.stage1_safety import HEAD_DEFAULTS, head_loss, load_split, shuffled_batches
 
 log = logging.getLogger(__name__)
-MIN_HELD = 40  # smaller sources are reported with their group, not alone
+MIN_HELD = 150  # smaller sources are held out together, as one fold
 
 
 def _source(e) -> str:

@@ -159,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         from safevlm.cli import main as cli_main
 
         run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings, record)
+    def check_examples():
+        from safevlm.engine import ChatEngine
+        from safevlm.eval import evaluate_app_examples
+
+        engine = ChatEngine.load(args.base, out / "stage2")
+        rows = evaluate_app_examples(engine, ASSETS_DIR / "examples.json", 8 if args.smoke else 48)
+        (out / "examples.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+    run_step("examples", (out / "examples.json").exists(), check_examples, timings, record)
     saved = json.loads(record.read_text()) if record.exists() else {}
     saved.update({**run, "out": str(out), "chat_limit": args.chat_limit})
     record.parent.mkdir(parents=True, exist_ok=True)
