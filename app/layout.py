@@ -119,7 +119,7 @@ def build_layout(handlers: Handlers) -> gr.Blocks:
                             )
                             sliders = _threshold_sliders(handlers)
                             preview = gr.HTML("", padding=False, elem_id="safevlm-preview")
-                            reset_btn = gr.Button("Reset thresholds", size="sm")
+                            reset_btn = gr.Button("Reset safety settings", size="sm")
                 with gr.Accordion("About this model", open=False):
                     gr.Markdown(
                         about_markdown(handlers.engine, handlers.settings, handlers.store.enabled)
@@ -201,14 +201,15 @@ def _examples(textbox: gr.MultimodalTextbox) -> None:
         )
 
 
-def _threshold_sliders(handlers: Handlers) -> list[gr.Slider]:
-    """One slider per risk type, then the level threshold, two a row to keep the panel short;
-    their order is the one `safety_settings.thresholds_from_values` reads."""
+def _threshold_sliders(handlers: Handlers) -> list[gr.Slider | gr.CheckboxGroup]:
+    """One slider per risk type, then the level threshold, two a row to keep the panel short,
+    then the levels answered by the refusal template; their order is the one
+    `safety_settings.thresholds_from_values` reads."""
     taxonomy = handlers.taxonomy
     names = [*taxonomy.risk_types, "level"]
     labels = dict(zip(taxonomy.types, taxonomy.type_labels, strict=True))
     labels["level"] = "Level threshold"
-    values = dict(zip(names, default_values(handlers.engine), strict=True))
+    values = dict(zip(names, default_values(handlers.engine)[: len(names)], strict=True))
     sliders = []
     for start in range(0, len(names), 2):
         with gr.Row(equal_height=True):
@@ -224,6 +225,12 @@ def _threshold_sliders(handlers: Handlers) -> list[gr.Slider]:
                         label=labels[name],
                     )
                 )
+    levels = [(taxonomy.level_labels[lv], lv) for lv in range(1, taxonomy.max_level + 1)]
+    sliders.append(gr.CheckboxGroup(
+        levels, value=default_values(handlers.engine)[-1], label="Refuse with the template at levels",
+        info="flagged inputs at these levels get the project's refusal, no generation; "
+             "other levels are answered by the model, conditioned",
+        elem_id="safevlm-responses"))
     return sliders
 
 

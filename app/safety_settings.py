@@ -12,20 +12,28 @@ from safevlm.policy import ThresholdError, Thresholds, decide
 MODES = ("hint", "tokens", "both", "off")
 
 
-def thresholds_from_values(engine: ChatEngine, values: Sequence[float]) -> Thresholds:
-    """Slider values (one per risk type in taxonomy order, then the level) -> Thresholds."""
-    risk_types = engine.taxonomy.risk_types
-    if len(values) != len(risk_types) + 1:
-        raise ThresholdError(f"expected {len(risk_types) + 1} threshold values, got {len(values)}")
-    overrides = {name: float(v) for name, v in zip(risk_types, values[:-1], strict=True)}
-    overrides["level"] = float(values[-1])
+def thresholds_from_values(engine: ChatEngine, values: Sequence) -> Thresholds:
+    """Slider values (one per risk type in taxonomy order, then the level) -> Thresholds;
+    optionally followed by the levels whose flagged inputs get the refusal template."""
+    taxonomy = engine.taxonomy
+    n = len(taxonomy.risk_types)
+    if len(values) not in (n + 1, n + 2):
+        raise ThresholdError(f"expected {n + 1} threshold values, got {len(values)}")
+    overrides: dict = {name: float(v) for name, v in zip(taxonomy.risk_types, values[:n], strict=True)}
+    overrides["level"] = float(values[n])
+    if len(values) == n + 2:
+        template = {int(level) for level in (values[n + 1] or [])}
+        overrides["responses"] = {str(level): "template" if level in template else "generate"
+                                  for level in range(1, taxonomy.max_level + 1)}
     return engine.thresholds(overrides)
 
 
-def default_values(engine: ChatEngine) -> list[float]:
-    """The sliders' default values, in the order of `thresholds_from_values`."""
+def default_values(engine: ChatEngine) -> list:
+    """The settings' default values, in the order of `thresholds_from_values`: the type
+    thresholds, the level threshold, then the levels answered by the refusal template."""
     defaults = engine.default_thresholds()
-    return [defaults.types[name] for name in engine.taxonomy.risk_types] + [defaults.level]
+    template = [lv for lv in range(1, engine.taxonomy.max_level + 1) if defaults.response(lv) == "template"]
+    return [defaults.types[name] for name in engine.taxonomy.risk_types] + [defaults.level, template]
 
 
 def check_mode(mode: str | None, default_mode: str) -> str:
