@@ -95,3 +95,17 @@ def test_fitted_temperatures_scale_the_models_probabilities_and_travel_with_it(t
     model.save_safety_modules(tmp_path)
     loaded = SafeVLM.from_pretrained(toy_base, tmp_path)
     assert (loaded.config.type_temperature, loaded.config.level_temperature) == (2.0, 4.0)
+
+
+def test_grouped_calibration_keeps_each_safe_group_within_its_own_budget():
+    # risky: P(risk) 0.3 or 0.9; edgy safe inputs sit at 0.6, ordinary ones at 0.1
+    probs_ = ([probs("illegal_risk", 0.9, 0.9)] * 10 + [probs("illegal_risk", 0.3, 0.3)] * 10
+              + [probs("illegal_risk", 0.6, 0.6)] * 20 + [probs("illegal_risk", 0.1, 0.1)] * 20)
+    risky = [True] * 20 + [False] * 40
+    groups = ["x"] * 20 + ["edgy"] * 20 + ["ordinary"] * 20
+    loose, report = calibrate(probs_, risky, TAX, 0.03, groups, {"edgy": 1.0, "ordinary": 0.02})
+    assert report["met"] and report["val_risky_flagged"] == 1.0  # edgy may all be flagged
+    strict, report = calibrate(probs_, risky, TAX, 0.03, groups, {"edgy": 0.05, "ordinary": 0.02})
+    assert report["met"] and report["val_risky_flagged"] == 0.5
+    assert report["val_safe_flagged"] == {"edgy": 0.0, "ordinary": 0.0}
+    assert loose.level < strict.level or loose.types != strict.types

@@ -92,36 +92,74 @@ def head_probabilities(model: SafeVLM, examples: Sequence[Example]) -> list[tupl
     return out
 
 
-def rates(probs, risky: Sequence[bool], taxonomy: Taxonomy, thresholds: Thresholds) -> tuple[float, float]:
-    """(share of risky flagged, share of safe flagged) under `thresholds`."""
+def rates(probs, risky: Sequence[bool], taxonomy: Taxonomy, thresholds: Thresholds,
+          groups: Sequence[str] | None = None) -> tuple[float, dict[str, float]] | tuple[float, float]:
+    """(share of risky flagged, share of safe flagged) under `thresholds`; with `groups`
+    (one name per example), the safe share per group instead of one number."""
     flags = [decide(t, lv, taxonomy, thresholds).flagged for t, lv in probs]
-    n_risky, n_safe = sum(risky), len(risky) - sum(risky)
+    n_risky = sum(risky)
     hit = sum(f for f, r in zip(flags, risky, strict=True) if r)
-    false = sum(f for f, r in zip(flags, risky, strict=True) if not r)
-    return hit / max(n_risky, 1), false / max(n_safe, 1)
+    if groups is None:
+        n_safe = len(risky) - n_risky
+        false = sum(f for f, r in zip(flags, risky, strict=True) if not r)
+        return hit / max(n_risky, 1), false / max(n_safe, 1)
+    per: dict[str, list[bool]] = {}
+    for f, r, g in zip(flags, risky, groups, strict=True):
+        if not r:
+            per.setdefault(g, []).append(f)
+    return hit / max(n_risky, 1), {g: sum(v) / len(v) for g, v in sorted(per.items())}
 
 
-def calibrate(probs, risky: Sequence[bool], taxonomy: Taxonomy,
-              max_false_flags: float = 0.03) -> tuple[Thresholds, dict]:
+def calibrate(probs, risky: Sequence[bool], taxonomy: Taxonomy, max_false_flags: float = 0.03,
+              groups: Sequence[str] | None = None,
+              limits: dict[str, float] | None = None) -> tuple[Thresholds, dict]:
     """The thresholds with the highest risky recall whose safe false-flag rate stays within
-    `max_false_flags`; falls back to the lowest false-flag rate when none does."""
-    best, best_key, table = None, None, []
+    `max_false_flags` (or, with `groups`, each group's within its own `limits` entry,
+    `max_false_flags` for groups not named); falls back to the least excess over the
+    limits when none does."""
+    best, best_key = None, None
+    responses = dict(taxonomy.default_responses)
     for t in GRID:
         for level in GRID:
-            thr = Thresholds(dict.fromkeys(taxonomy.risk_types, t), level, dict(taxonomy.default_responses))
-            recall, false = rates(probs, risky, taxonomy, thr)
-            table.append((t, level, recall, false))
-            within = false <= max_false_flags
-            key = (within, recall if within else -false, t + level)
+            thr = Thresholds(dict.fromkeys(taxonomy.risk_types, t), level, responses)
+            if groups is None:
+                recall, false = rates(probs, risky, taxonomy, thr)
+                excess = max(0.0, false - max_false_flags)
+            else:
+                recall, per = rates(probs, risky, taxonomy, thr, groups)
+                excess = sum(max(0.0, v - (limits or {}).get(g, max_false_flags)) for g, v in per.items())
+            within = excess == 0.0
+            key = (within, recall if within else -excess, t + level)
             if best_key is None or key > best_key:
                 best, best_key = thr, key
-    recall, false = rates(probs, risky, taxonomy, best)
     report = {"type_threshold": best.types[taxonomy.risk_types[0]], "level_threshold": best.level,
-              "val_risky_flagged": round(recall, 4), "val_safe_flagged": round(false, 4),
-              "max_false_flags": max_false_flags, "val_examples": len(risky),
-              "met": false <= max_false_flags}
+              "max_false_flags": max_false_flags, "val_examples": len(risky)}
+    if groups is None:
+        recall, false = rates(probs, risky, taxonomy, best)
+        report.update(val_risky_flagged=round(recall, 4), val_safe_flagged=round(false, 4),
+                      met=false <= max_false_flags)
+    else:
+        recall, per = rates(probs, risky, taxonomy, best, groups)
+        report.update(val_risky_flagged=round(recall, 4),
+                      val_safe_flagged={g: round(v, 4) for g, v in per.items()},
+                      limits={g: (limits or {}).get(g, max_false_flags) for g in per},
+                      met=all(v <= (limits or {}).get(g, max_false_flags) for g, v in per.items()))
     log.info("calibrated thresholds: %s", report)
     return best, report
+
+
+# Val groups of safe inputs and their false-flag budgets: benign requests that use risky
+# words (the edgy families) may be flagged a little more often than ordinary requests (the
+# public instruction sets); the generator's own safe kinds (edgy titles, blank documents,
+# emoji scenes) sit between.
+GROUP_LIMITS = {"edgy": 0.05, "ordinary": 0.02, "generated": 0.05}
+
+
+def safe_group(example: Example) -> str:
+    source = example.record.source
+    if source.startswith("safevlm-edgy/"):
+        return "edgy"
+    return "ordinary" if source.startswith("public/") else "generated"
 
 
 def apply_thresholds(model: SafeVLM, thresholds: Thresholds) -> None:
@@ -141,7 +179,11 @@ def calibrate_model(model: SafeVLM, val_examples: Sequence[Example], max_false_f
     safe = model.taxonomy.safe_index
     probs = head_probabilities(model, val_examples)
     risky = [e.type_index != safe for e in val_examples]
-    thresholds, report = calibrate(probs, risky, model.taxonomy, max_false_flags)
+    groups = [safe_group(e) for e in val_examples]
+    if len(set(groups)) > 1:  # edgy and ordinary safe inputs: each within its own budget
+        thresholds, report = calibrate(probs, risky, model.taxonomy, max_false_flags, groups, GROUP_LIMITS)
+    else:
+        thresholds, report = calibrate(probs, risky, model.taxonomy, max_false_flags)
     apply_thresholds(model, thresholds)
     return {**report, "temperature": temperature}
 
