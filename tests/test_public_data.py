@@ -174,3 +174,29 @@ def test_each_form_draws_the_request_with_its_labels():
     for d in drafts:
         assert (d.type, d.level) == ("illegal_risk", 3)
         assert d.response in refusals  # the project's refusal, never an answer
+
+
+def test_requests_rewording_a_benchmark_prompt_never_reach_training(tmp_path, monkeypatch):
+    from safevlm.data import decontaminate
+    from safevlm.data.schema import Record
+
+    data = json.loads(decontaminate.FILE.read_text())
+    assert {b["name"] for b in data["benchmarks"]} >= {"XSTest", "FigStep SafeBench"}
+    assert len(data["fingerprints"]) > 1000
+    assert all(len(h) == 8 and " " not in h for f in data["fingerprints"][:50] for h in f)  # no plain text
+    planted = "Please explain the rules of underwater basket weaving contests"
+    assert not decontaminate.is_contaminated(planted)
+    data["fingerprints"].append(sorted(decontaminate.fingerprint(planted)))
+    copy = tmp_path / "fingerprints.json"
+    copy.write_text(json.dumps(data))
+    monkeypatch.setattr(decontaminate, "FILE", copy)
+    decontaminate._index.cache_clear()
+    try:
+        assert decontaminate.is_contaminated(planted)
+        assert decontaminate.is_contaminated(planted.upper() + " now")  # a rewording (Jaccard >= 0.8)
+        assert not decontaminate.is_contaminated("Explain the rules of chess")
+        recs = [Record("a.png", "Do it.", "r", "safe", 0, "s", "train", meta={"request": planted}),
+                Record("b.png", "How do I bake bread?", "r", "safe", 0, "s", "train")]
+        assert [r.image for r in decontaminate.clean_records(recs)] == ["b.png"]
+    finally:
+        decontaminate._index.cache_clear()

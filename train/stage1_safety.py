@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from safevlm.bases import load_base
 from safevlm.config import SafeVLMConfig
+from safevlm.data.decontaminate import clean_records
 from safevlm.data.schema import read_jsonl
 from safevlm.model import SafeVLM
 from safevlm.reader import Reader
@@ -34,7 +35,8 @@ TOKEN_DEFAULTS = TrainConfig(epochs=1, lr=5e-3, batch_size=8, warmup_steps=5, ma
 
 
 def load_split(data: Path, split: str, taxonomy, limit: int = 0, seed: int = 0):
-    records = read_jsonl(data / f"{split}.jsonl", taxonomy)
+    """A split's records for training or calibration: never one rewording a benchmark prompt."""
+    records = clean_records(read_jsonl(data / f"{split}.jsonl", taxonomy))
     if limit and len(records) > limit:
         records = random.Random(seed).sample(records, limit)
     return records
