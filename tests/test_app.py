@@ -670,7 +670,7 @@ def test_the_chat_api_refuses_a_path_on_the_server(served):
         client.predict(str(CAT), "What is this?", "", "", api_name="/chat")
 
 
-def test_no_public_endpoint_but_chat_can_return_logged_data(served):
+def test_the_public_api_is_chat_and_delete_and_nothing_else(served):
     """/delete returns a count, and only for the caller holding a /chat call's secret."""
     client, _ = served
     api = client.view_api(return_format="dict", print_info=False)

@@ -256,6 +256,8 @@ def test_a_deleted_chat_leaves_no_byte_in_any_served_file_or_database_file(serve
         assert marker.encode() not in content and image_bytes not in content, path
     for served_file in (export, jsonl, opened[1]):
         assert annotator.fetch(served_file["path"]).status_code in (403, 404)
+    for private in (served.db, served.db.with_name(served.db.name + "-wal")):
+        assert annotator.fetch(str(private)).status_code == 403, "the log is never served"
     backup = tmp_path / "snapshot.db"
     backup_database(served.db, backup)  # what LogSync pushes to the dataset
     wal = served.db.with_name(served.db.name + "-wal")
