@@ -29,11 +29,15 @@ def about_markdown(engine: ChatEngine, settings: AppSettings, logging_on: bool) 
             )
         else:
             where = "on this server only; nothing is uploaded anywhere."
-            if settings.public:
+            if settings.space:
                 where += " On a Space, local files vanish when it restarts."
         logging_note = (
             f"Turns are logged to a local SQLite file (`{settings.db}`) {where} Tick *Don't log this "
-            "chat* to opt out. The browser keeps no chat history: reloading the page starts a new chat."
+            "chat* to opt out: it applies at once (to the answer being written too) and deletes the "
+            "images you uploaded from the server. *Delete my logged chats* deletes every turn this "
+            "page logged, across *Clear* and new images. Uploads of logged chats are deleted from "
+            "the server within the hour. The browser keeps no chat history: reloading the page "
+            "starts a new chat."
         )
     config = json.dumps(about.get("config", {}), indent=1)
     return f"""

@@ -1,8 +1,8 @@
 """Annotation handlers of the Annotate tab: browse logged turns, open one, save a label,
-export. Every handler checks the token first. No components (`annotate_tab`), no SQL (`store`)."""
+export. Every handler checks the token first; the images and exports it hands out live a few
+minutes (`served`). No components (`annotate_tab`), no SQL (`store`)."""
 
 import hmac
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import pandas as pd
 
 from app.errors import shown
 from app.panel import level_frame, quote, type_frame
+from app.served import AnnotationFiles
 from app.settings import AppSettings
 from safevlm.engine import ChatEngine
 from safevlm.images import ImageError, load_image
@@ -30,6 +31,7 @@ TURN_COLUMNS = [
     "answer",
     "label",
     "👍/👎",
+    "comment",
 ]
 
 
@@ -37,10 +39,17 @@ class AnnotationHandlers:
     """The Annotate tab's callbacks over one store; the engine only lends its taxonomy and
     threshold parsing."""
 
-    def __init__(self, engine: ChatEngine, store: Store, settings: AppSettings):
+    def __init__(
+        self,
+        engine: ChatEngine,
+        store: Store,
+        settings: AppSettings,
+        files: AnnotationFiles | None = None,
+    ):
         self.engine = engine
         self.store = store
         self.settings = settings
+        self.files = files or AnnotationFiles()
 
     @property
     def taxonomy(self):
@@ -54,7 +63,8 @@ class AnnotationHandlers:
                 raise gr.Error("Wrong or missing annotation token.", print_exception=False)
         elif self.settings.public:
             raise gr.Error(
-                "Annotation is disabled on this public app: no SAFEVLM_ANNOTATION_TOKEN is set.",
+                "Annotation is disabled on this public app (a Space, or bound to a non-local "
+                "address): no SAFEVLM_ANNOTATION_TOKEN is set.",
                 print_exception=False,
             )
 
@@ -89,6 +99,7 @@ class AnnotationHandlers:
                 "answer": _shorten(t["response"]),
                 "label": "yes" if t["annotation_id"] is not None else "",
                 "👍/👎": f"{t['feedback_up']}/{t['feedback_down']}",
+                "comment": _shorten(t.get("feedback_comment")),
             }
             for t in turns
         ]
@@ -96,15 +107,17 @@ class AnnotationHandlers:
 
     def open_turn(self, token: str, turn_id: Any) -> tuple:
         """One turn for labelling: (turn id, image, text, type bars, level bars, decision_correct,
-        true type, true level, rating, note)."""
+        true type, true level, rating, note). The image is a copy served for a few minutes."""
         self.check_token(token)
         turn = self.store.get_turn(_turn_id(turn_id))
         if turn is None:
             raise gr.Error(f"No logged turn with id {turn_id}.", print_exception=False)
         image = None
-        if turn.get("image_path") and Path(turn["image_path"]).is_file():
+        stored = Path(turn["image_path"]) if turn.get("image_path") else None
+        if stored is not None and stored.is_file():
             try:
-                image = load_image(turn["image_path"]).image
+                load_image(stored)  # only an image that decodes is shown
+                image = self.files.copy(stored, f"turn-{turn['id']}{stored.suffix}")
             except ImageError:
                 image = None
         labels = dict(zip(self.taxonomy.types, self.taxonomy.type_labels, strict=True))
@@ -125,6 +138,7 @@ class AnnotationHandlers:
                 f"**Text read in the image:** {quote(turn.get('reader_text') or '') or 'none'}",
                 f"**Hint:** {quote(turn.get('hint') or '') or 'none'} · "
                 f"**Users:** {turn['feedback_up']} 👍 / {turn['feedback_down']} 👎",
+                f"**User's comment:** {quote(turn.get('feedback_comment') or '', 2000) or 'none'}",
             ]
         )
         correct = {True: "yes", False: "no"}.get(turn["decision_correct"])
@@ -172,21 +186,22 @@ class AnnotationHandlers:
         return f"Saved label #{annotation_id} for turn {_turn_id(turn_id)}."
 
     def export(self, token: str, kind: str, labelled_only: bool = True) -> str:
-        """Write an export (JSONL training records or CSV) to a fresh temp file; its path."""
+        """Write an export (JSONL training records or CSV) where only this caller learns the
+        URL (a folder with a random name), deleted after a few minutes; its path."""
         self.check_token(token)
-        folder = Path(tempfile.mkdtemp(prefix="safevlm-export-"))
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = self.files.new_path(f"safevlm-turns-{stamp}.{'jsonl' if kind == 'jsonl' else 'csv'}")
         try:
             if kind == "jsonl":
-                path = folder / f"safevlm-turns-{stamp}.jsonl"
                 count = self.store.export_jsonl(path, labelled_only=bool(labelled_only))
             else:
-                path = folder / f"safevlm-turns-{stamp}.csv"
                 count = self.store.export_csv(path, labelled_only=bool(labelled_only))
         except StoreError as error:
+            self.files.remove(path)
             raise shown(error) from None
-        gr.Info(f"Exported {count} turn(s) to {path.name}.")
-        return str(path)
+        minutes = self.files.seconds / 60
+        gr.Info(f"Exported {count} turn(s) to {path.name}; the file is deleted in {minutes:g} min.")
+        return self.files.track(path)
 
     def _type_name(self, value: str) -> str:
         """A type's name from its name or its short label."""

@@ -145,4 +145,6 @@ def annotate_tab(annotation: AnnotationHandlers) -> None:
         return lambda t, only: annotation.export(t, kind, only)
 
     for button, kind in ((export_jsonl_btn, "jsonl"), (export_csv_btn, "csv")):
-        button.click(export_to(kind), [token, labelled_only], export_file, **LOOKUP)
+        button.click(
+            export_to(kind), [token, labelled_only], export_file, api_name=f"export_{kind}", **LOOKUP
+        )

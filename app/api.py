@@ -1,9 +1,11 @@
-"""The public /chat endpoint: one non-streamed turn for API clients (`ChatApi`) and the typed
-function gr.api serves (`chat_endpoint`). No UI events; logging goes through `chatlog`."""
+"""The public API: /chat, one non-streamed turn for API clients (`ChatApi`), and /delete, which
+deletes a caller's own logged turn by the secret /chat returned to it; the typed functions
+gr.api serves (`chat_endpoint`, `delete_endpoint`). No UI events; logging goes through `chatlog`."""
 
+import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,17 +16,25 @@ from app.chat import file_path, generation_settings
 from app.chatlog import ChatLog
 from app.errors import USER_ERRORS, shown
 from app.safety_settings import check_mode
+from app.served import remove_upload
 from app.settings import AppSettings
 from app.worker import ModelWorker
 from safevlm.engine import ChatEngine, ChatUpdate, clean_prompt
 from safevlm.images import ImageError, load_image
+from safevlm.policy import ThresholdError
 
 log = logging.getLogger(__name__)
+
+MAX_THRESHOLDS_CHARS = 4000  # a few dozen names and numbers; anything longer is not thresholds
+
+
+class RequestError(ValueError):
+    """A /chat or /delete request with a value of the wrong type."""
 
 
 @dataclass
 class ChatApi:
-    """The /chat handler, bound to one engine, the model thread and the chat log."""
+    """The /chat and /delete handlers, bound to one engine, the model thread and the chat log."""
 
     engine: ChatEngine
     worker: ModelWorker
@@ -32,16 +42,39 @@ class ChatApi:
     settings: AppSettings
     default_mode: str
 
-    def chat(self, image: Any, prompt: str, mode: str = "", thresholds: str = "") -> dict:
-        """One non-streamed turn for API clients: returns the JSON of `safevlm chat --json`
-        and logs the turn with source='api'. Errors raise gr.Error with one line."""
+    def chat(
+        self, image: Any, prompt: Any, mode: Any = "", thresholds: Any = "", log: Any = True
+    ) -> dict:
+        """One non-streamed turn for API clients: the JSON of `safevlm chat --json` plus "log"
+        ({"logged": false}, or the session and turn ids and the secret that deletes them).
+        The upload is deleted from the server when the call ends. Errors raise gr.Error with
+        one line."""
         try:
-            loaded = load_image(uploaded_path(image)) if image else None
-            prompt = clean_prompt(prompt)
-            parsed = self.engine.thresholds(thresholds or None)
-            mode = check_mode(mode, self.default_mode)
+            try:
+                return self._chat(image, prompt, mode, thresholds, log)
+            finally:
+                path = file_path(image) if image else ""
+                if path and is_in_or_equal(path, get_upload_folder()):
+                    remove_upload(path)
+        except gr.Error:
+            raise
         except USER_ERRORS as error:
             raise shown(error) from None
+        except Exception as error:  # a bug: one line for the caller, the traceback in the log
+            log.exception("API chat failed")
+            raise gr.Error(
+                f"The model failed on this request ({type(error).__name__}).", print_exception=False
+            ) from None
+
+    def _chat(self, image: Any, prompt: Any, mode: Any, thresholds: Any, log_this: Any) -> dict:
+        _check_type("prompt", prompt, str, "a string")
+        _check_type("mode", mode, str, 'a string: hint, tokens, both, off or ""')
+        _check_type("thresholds", thresholds, str, 'a JSON string such as {"level": 0.4}, or ""')
+        _check_type("log", log_this, bool, "true or false")
+        loaded = load_image(uploaded_path(image)) if image else None
+        prompt = clean_prompt(prompt)
+        parsed = self.engine.thresholds(parse_thresholds(thresholds))
+        mode = check_mode(mode, self.default_mode)
         stop = threading.Event()
 
         def run() -> ChatUpdate:
@@ -54,28 +87,76 @@ class ChatApi:
                 stop_event=stop,
             )
 
+        update = self.worker.call(run)
+        logged = self.chatlog.log_api_turn(loaded, prompt, update, parsed, log_this)
+        return {**update.to_dict(), "log": logged}
+
+    def delete(self, session_id: Any, delete_secret: Any) -> dict:
+        """Delete the turn of one /chat call by the secret that call returned."""
         try:
-            update = self.worker.call(run)
-        except USER_ERRORS as error:
+            _check_type("session_id", session_id, str, "the session_id /chat returned")
+            _check_type("delete_secret", delete_secret, str, "the delete_secret /chat returned")
+        except RequestError as error:
             raise shown(error) from None
-        except Exception as error:
-            log.exception("API chat failed")
-            raise gr.Error(
-                f"The model failed on this request ({type(error).__name__}).", print_exception=False
-            ) from None
-        self.chatlog.log_api_turn(loaded, prompt, update, parsed)
-        return update.to_dict()
+        return {"deleted": self.chatlog.delete_api_session(session_id, delete_secret)}
+
+
+def _check_type(name: str, value: Any, kind: type, expected: str) -> None:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise RequestError(f"{name} must be {expected}; got {type(value).__name__} {value!r:.60}")
+
+
+def parse_thresholds(text: str) -> dict | None:
+    """The thresholds JSON of a request as a mapping for `ChatEngine.thresholds` (None for
+    ""), or ThresholdError: not an object, "types" not an object, too long or too deep."""
+    if not text.strip():
+        return None
+    if len(text) > MAX_THRESHOLDS_CHARS:
+        raise ThresholdError(f"thresholds are longer than {MAX_THRESHOLDS_CHARS} characters")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ThresholdError(f"thresholds are not valid JSON: {error}") from None
+    except RecursionError:
+        raise ThresholdError("thresholds are nested too deeply") from None
+    if not isinstance(value, Mapping):
+        raise ThresholdError('thresholds must be a JSON object, e.g. {"illegal_risk": 0.3}')
+    if "types" in value and not isinstance(value["types"], Mapping):
+        raise ThresholdError(
+            'thresholds "types" must be an object of type names and numbers, '
+            'e.g. {"types": {"illegal_risk": 0.3}}'
+        )
+    return dict(value)
 
 
 def chat_endpoint(api: ChatApi) -> Callable:
     """The /chat endpoint with the type hints gr.api turns into its schema."""
 
-    def chat(image: gr.FileData | None, prompt: str, mode: str = "", thresholds: str = "") -> dict:
+    def chat(
+        image: gr.FileData | None,
+        prompt: str,
+        mode: str = "",
+        thresholds: str = "",
+        log: bool = True,
+    ) -> dict:
         """image: an upload (gradio_client.handle_file); mode: hint, tokens, both, off or "" for the
-        default; thresholds: JSON such as {"illegal_risk": 0.3, "level": 0.4} or "" for defaults."""
-        return api.chat(image, prompt, mode, thresholds)
+        default; thresholds: JSON such as {"illegal_risk": 0.3, "level": 0.4} or "" for defaults;
+        log: false to log nothing. Returns the verdict and answer, and "log": the session_id,
+        turn_id and delete_secret that /delete takes (only this caller gets the secret)."""
+        return api.chat(image, prompt, mode, thresholds, log)
 
     return chat
+
+
+def delete_endpoint(api: ChatApi) -> Callable:
+    """The /delete endpoint: a caller's own /chat turn, by its secret; no token needed."""
+
+    def delete(session_id: str, delete_secret: str) -> dict:
+        """Delete the logged turn of one /chat call (its image too, unless another turn uses
+        it): pass the "log" session_id and delete_secret that call returned."""
+        return api.delete(session_id, delete_secret)
+
+    return delete
 
 
 def uploaded_path(image: Any) -> str:

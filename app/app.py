@@ -43,7 +43,9 @@ def build_app(engine: ChatEngine, store: Store, settings: AppSettings | None = N
     settings = settings or AppSettings.from_env()
     gr.set_static_paths([EXAMPLES_DIR])  # example images are public assets
     demo = build_layout(Handlers(engine, store, settings))
-    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    # api_open=False: no event is run by a POST to /gradio_api/run/<name> (or /api/<name>)
+    # around the bounded queue; clients join the queue as the browser does.
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE, api_open=False)
     return demo
 
 
@@ -159,11 +161,11 @@ def main() -> None:
     if not settings.annotation_token:
         log.warning(
             "SAFEVLM_ANNOTATION_TOKEN is not set: %s",
-            "annotation is disabled (public Space)"
+            "annotation is disabled (a public Space, or bound beyond this machine)"
             if settings.public
             else "anyone who can open the page can read the log",
         )
-    if settings.public and settings.base == "tiny":
+    if settings.space and settings.base == "tiny":
         install_weight_packages()
     log.info("loading base %r (checkpoint %s)", settings.base, settings.checkpoint or "default")
     try:

@@ -12,6 +12,7 @@ from app.chatlog import ChatLog
 from app.errors import USER_ERRORS, one_line, shown
 from app.panel import badge_html, details_markdown, level_frame, type_frame
 from app.safety_settings import check_mode, thresholds_from_values, thresholds_note
+from app.served import in_upload_folder
 from app.session import ChatSession
 from app.settings import AppSettings
 from app.worker import ModelWorker, TurnStop
@@ -87,20 +88,23 @@ class ChatTurns:
         """One chat turn from the input box: validate, then stream the verdict and the answer.
         A new image starts a new conversation about it. Errors a person can fix raise
         gr.Error with one line before anything changes (and nothing is logged)."""
-        message = message or {}
+        message = message if isinstance(message, Mapping) else {}
         files = list(message.get("files") or [])
+        session = session or ChatSession()
+        # Every upload is the page's, to delete on opt-out or Delete, even one refused below.
+        session.visit.uploads.extend(
+            p for p in map(file_path, files) if in_upload_folder(p) and p not in session.visit.uploads
+        )
         try:
             prompt = clean_prompt(message.get("text"))
             image = load_image(file_path(files[0])) if files else None
         except USER_ERRORS as error:
+            self._drop_unlogged_uploads(session, log_this_chat)
             raise shown(error) from None
         mode, thresholds = self._turn_options(mode, threshold_values)
-        session = session or ChatSession()
         chatbot = list(chatbot or [])
         if image is not None:  # a new image: a new conversation about it
-            session = ChatSession(
-                image=image, image_path=file_path(files[0]), log_turns=session.log_turns
-            )
+            session = session.next_conversation(image, file_path(files[0]))
             chatbot = [{"role": "user", "content": {"path": session.image_path}}]
         chatbot.append({"role": "user", "content": prompt})
         yield from self._turn(
@@ -157,12 +161,13 @@ class ChatTurns:
         if stop is not None:
             stop.request()
 
-    def clear(self) -> tuple:
-        """A fresh conversation: empty chat, idle panel (returns chatbot, session, badge,
-        type_plot, level_plot, details, preview)."""
+    def clear(self, session: ChatSession | None = None) -> tuple:
+        """A fresh conversation in the same page visit (so Delete still reaches the turns
+        before it): empty chat, idle panel (returns chatbot, session, badge, type_plot,
+        level_plot, details, preview)."""
         return (
             [],
-            None,
+            session.next_conversation() if session is not None else ChatSession(),
             badge_html(None, self.taxonomy),
             type_frame(self.taxonomy),
             level_frame(self.taxonomy),
@@ -192,6 +197,7 @@ class ChatTurns:
         skip = gr.skip()
         stop = TurnStop()
         answer_index = None
+        session.visit.log_turns = bool(log_this_chat)  # the box as sent; a later tick wins
         with self._stops_lock:
             self._stops[stop_key] = stop
         try:
@@ -206,9 +212,7 @@ class ChatTurns:
                 skip,
             )
             record: dict = {}
-            produce = self._producer(
-                session, prompt, history, mode, thresholds, log_this_chat, stop, record
-            )
+            produce = self._producer(session, prompt, history, mode, thresholds, stop, record)
             for update in self.worker.stream(produce, stop.request):
                 if answer_index is None:  # the verdict: draw the panel before the first token
                     answer_index = len(chatbot)
@@ -242,6 +246,7 @@ class ChatTurns:
                 session.turn_ids[answer_index] = record["turn_id"]
             if record.get("log_error"):
                 gr.Warning(f"This turn was not logged: {record['log_error']}")
+            self._drop_unlogged_uploads(session)
             yield ChatOutputs(
                 chatbot,
                 session,
@@ -258,11 +263,18 @@ class ChatTurns:
                 log.exception("chat turn failed")
                 gr.Warning(f"The model failed on this turn ({type(error).__name__}); try again.")
             badge = badge_html(None, self.taxonomy) if answer_index is None else skip
+            self._drop_unlogged_uploads(session)
             yield ChatOutputs(chatbot, session, _textbox(busy=False), badge, skip, skip, skip)
         finally:
             with self._stops_lock:
                 if self._stops.get(stop_key) is stop:
                     del self._stops[stop_key]
+
+    def _drop_unlogged_uploads(self, session: ChatSession, log_this_chat: bool = True) -> None:
+        """A page that logs nothing keeps no upload on the server once its turn is over (the
+        conversation keeps the image in memory; the browser already shows it)."""
+        if not (bool(log_this_chat) and self.chatlog.page_logs(session)):
+            self.chatlog.remove_uploads(session)
 
     def _producer(
         self,
@@ -271,7 +283,6 @@ class ChatTurns:
         history: list[tuple[str, str]],
         mode: str,
         thresholds: Thresholds,
-        log_this_chat: bool,
         stop: TurnStop,
         record: dict,
     ) -> Callable[[Callable[[Any], None]], None]:
@@ -300,7 +311,6 @@ class ChatTurns:
                         prompt,
                         last,
                         thresholds,
-                        log_this_chat,
                         record,
                         status="error",
                         error=one_line(error),
@@ -310,7 +320,7 @@ class ChatTurns:
             record["response"] = last.text if last is not None else ""
             record["last"] = last
             self.chatlog.log_ui_turn(
-                session, prompt, last, thresholds, log_this_chat, record, status=record["status"]
+                session, prompt, last, thresholds, record, status=record["status"]
             )
 
         return produce

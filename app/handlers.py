@@ -8,6 +8,7 @@ from app.api import ChatApi
 from app.chat import ChatOutputs, ChatTurns, generation_settings
 from app.chatlog import ChatLog
 from app.safety_settings import preview_html
+from app.served import AnnotationFiles
 from app.session import ChatSession
 from app.settings import AppSettings
 from app.worker import ModelWorker
@@ -35,10 +36,11 @@ class Handlers:
         about = engine.describe()
         self.base_id = str(about.get("base", settings.base))
         self.default_mode = str(about.get("default_mode", "hint"))
-        self.chatlog = ChatLog(engine, store, settings, self.base_id)
+        self.annotation_files = AnnotationFiles()
+        self.chatlog = ChatLog(engine, store, settings, self.base_id, self.annotation_files)
         self.chat = ChatTurns(engine, self.worker, self.chatlog, settings, self.default_mode)
         self.api = ChatApi(engine, self.worker, self.chatlog, settings, self.default_mode)
-        self.annotation = AnnotationHandlers(engine, store, settings)
+        self.annotation = AnnotationHandlers(engine, store, settings, self.annotation_files)
 
         # the chat turn
         self.respond = self.chat.respond
@@ -56,8 +58,9 @@ class Handlers:
         self.open_turn = self.annotation.open_turn
         self.save_label = self.annotation.save_label
         self.export = self.annotation.export
-        # the /chat API
+        # the /chat and /delete API
         self.api_chat = self.api.chat
+        self.api_delete = self.api.delete
 
     @property
     def taxonomy(self):

@@ -1,5 +1,5 @@
 """The app's one gr.Blocks: the Chat tab (chat, safety panel, settings) and its events, the
-About accordion, the Annotate tab (`annotate_tab`) and /chat, the one public endpoint.
+About accordion, the Annotate tab (`annotate_tab`) and the public endpoints /chat and /delete.
 Owns components and events only; every callback is a thin wrapper around `Handlers`."""
 
 from collections.abc import Callable
@@ -8,11 +8,13 @@ import gradio as gr
 
 from app.about import about_markdown
 from app.annotate_tab import annotate_tab
-from app.api import chat_endpoint
+from app.api import chat_endpoint, delete_endpoint
 from app.components import LOOKUP, MODEL, PRIVATE, QUICK, level_plot, type_plot
 from app.handlers import Handlers
 from app.panel import badge_html, details_markdown
 from app.safety_settings import MODES, default_values
+from app.served import CACHE_SWEEP
+from app.session import ChatSession
 from app.settings import load_examples
 
 CSS = """
@@ -41,8 +43,9 @@ def build_layout(handlers: Handlers) -> gr.Blocks:
     taxonomy = handlers.taxonomy
     gpu = _gpu()
 
-    with gr.Blocks(title="SafeVLM") as demo:
-        session = gr.State(None)
+    with gr.Blocks(title="SafeVLM", delete_cache=CACHE_SWEEP) as demo:
+        # A value, not None: the "Don't log" box and a turn in flight then share one visit.
+        session = gr.State(ChatSession())
         gr.Markdown(HEADER)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
@@ -75,7 +78,7 @@ def build_layout(handlers: Handlers) -> gr.Blocks:
                                 visible=handlers.store.enabled,
                             )
                             forget_btn = gr.Button(
-                                "Delete this chat's logs",
+                                "Delete my logged chats",
                                 size="sm",
                                 scale=1,
                                 visible=handlers.store.enabled,
@@ -153,6 +156,9 @@ def build_layout(handlers: Handlers) -> gr.Blocks:
         def preview_decision(state, *values):
             return handlers.preview(state, values)
 
+        def set_logging(dont_log_value, state):
+            return handlers.set_logging(not dont_log_value, state)
+
         chat_inputs = [session, mode, dont_log]
         turn = dict(outputs=chat_outputs, show_progress="hidden", **MODEL, **PRIVATE)
         textbox.submit(respond, [textbox, chatbot, *chat_inputs, *sliders], **turn)
@@ -161,15 +167,10 @@ def build_layout(handlers: Handlers) -> gr.Blocks:
         # normally, is logged as stopped, and hands the input box back.
         textbox.stop(stop, None, None, **QUICK)
         clear_outputs = [chatbot, session, badge, type_bars, level_bars, details, preview]
-        clear_btn.click(handlers.clear, None, clear_outputs, **QUICK)
-        chatbot.clear(handlers.clear, None, clear_outputs, **QUICK)
+        clear_btn.click(handlers.clear, session, clear_outputs, **QUICK)
+        chatbot.clear(handlers.clear, session, clear_outputs, **QUICK)
         chatbot.like(on_like, [session, comment], [feedback_status, comment], **LOOKUP)
-        dont_log.change(
-            lambda value, state: handlers.set_logging(not value, state),
-            [dont_log, session],
-            feedback_status,
-            **LOOKUP,
-        )
+        dont_log.change(set_logging, [dont_log, session], feedback_status, **LOOKUP)
         forget_btn.click(handlers.forget, session, feedback_status, **LOOKUP)
         for slider in sliders:
             slider.change(
@@ -182,8 +183,16 @@ def build_layout(handlers: Handlers) -> gr.Blocks:
             gpu(chat_endpoint(handlers.api)),
             api_name="chat",
             concurrency_id="model",
-            api_description="Chat about one image: (image, prompt, mode, thresholds JSON) -> "
-            "the verdict and answer as JSON. Turns are logged with source 'api'.",
+            api_description="Chat about one image: (image, prompt, mode, thresholds JSON, log) -> "
+            "the verdict and answer as JSON. Turns are logged with source 'api' unless log is "
+            "false; 'log' in the answer holds the ids and the secret that /delete takes.",
+        )
+        gr.api(
+            delete_endpoint(handlers.api),
+            api_name="delete",
+            concurrency_limit=None,
+            api_description="Delete the logged turn of one /chat call: (session_id, "
+            "delete_secret) from that call's 'log' -> {\"deleted\": number of turns}.",
         )
     return demo
 

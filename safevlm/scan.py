@@ -9,6 +9,7 @@ scan.html report from `scan_report`); not the model (`engine`), the decision rul
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safevlm.csv_cells import spreadsheet_safe
 from safevlm.policy import Thresholds
 from safevlm.scan_inputs import ScanError, ScanItem
 from safevlm.scan_report import write_report
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 
 CSV_NAME, SETTINGS_NAME = "scan.csv", "scan.json"
 MAX_CELL_CHARS = 10_000  # well under csv's default field limit (131072) when read back
+# csv quotes a cell holding a CR only when CR is part of the line terminator: RFC 4180's CRLF
+# keeps a prompt's CR inside its cell instead of ending the row there.
+LINE_END = "\r\n"
 TEXT_COLUMNS = ("key", "image", "prompt", "reader_text", "error")
 
 
@@ -83,9 +88,7 @@ def csv_columns(taxonomy: Taxonomy) -> list[str]:
 
 
 def _cell(text: str) -> str:
-    # A prompt or file name starting with = + - @ would run as a formula in a spreadsheet.
-    text = text[:MAX_CELL_CHARS]
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return spreadsheet_safe(text[:MAX_CELL_CHARS])
 
 
 def verdict_row(item: ScanItem, verdict: Verdict, taxonomy: Taxonomy) -> dict:
@@ -120,8 +123,10 @@ def read_rows(csv_path: Path, columns: Sequence[str]) -> list[dict]:
     last line without its newline) is dropped and the file rewritten without it."""
     if not csv_path.is_file() or csv_path.stat().st_size == 0:
         return []
-    text = csv_path.read_text(encoding="utf-8")
-    rows = list(csv.reader(text.splitlines(keepends=True)))
+    # newline="": a CR inside a quoted cell (a prompt can hold one) stays in its cell
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        text = f.read()
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if rows[0] != list(columns):
         raise ScanError(
             f"{csv_path} has other columns than this taxonomy's scan; pass another "
@@ -138,7 +143,7 @@ def read_rows(csv_path: Path, columns: Sequence[str]) -> list[dict]:
         )
         tmp = csv_path.with_suffix(".csv.tmp")
         with tmp.open("w", newline="", encoding="utf-8") as f:
-            csv.writer(f, lineterminator="\n").writerows([columns, *kept])
+            csv.writer(f, lineterminator=LINE_END).writerows([columns, *kept])
         os.replace(tmp, csv_path)
     return [dict(zip(columns, r, strict=True)) for r in kept]
 
@@ -206,7 +211,7 @@ def scan(
             total=len(pending), desc="scan", unit="img", disable=not progress, dynamic_ncols=True
         ) as bar,
     ):
-        writer = csv.DictWriter(f, columns, lineterminator="\n", restval="")
+        writer = csv.DictWriter(f, columns, lineterminator=LINE_END, restval="")
         if f.tell() == 0:
             writer.writeheader()
         for rows in _classified_batches(engine, pending, batch_size, thresholds, PREFETCH):

@@ -160,3 +160,121 @@ def text_image_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "bread.png"
     img.save(path)
     return path
+
+
+class GatedEngine:
+    """A real engine whose streamed answers pause after the verdict until `release` is set:
+    a turn stays in flight for as long as a test needs (to tick a box, press a button).
+    `in_flight` is set while a turn waits. Everything else is the wrapped engine's."""
+
+    def __init__(self, engine, released: bool = True):
+        self._engine = engine
+        self.release, self.in_flight = threading.Event(), threading.Event()
+        if released:
+            self.release.set()
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def stream(self, *args, **kwargs):
+        for index, update in enumerate(self._engine.stream(*args, **kwargs)):
+            yield update
+            if index == 0:
+                self.in_flight.set()
+                assert self.release.wait(60), "the test never released the turn"
+                self.in_flight.clear()
+
+
+class PageError(Exception):
+    """The one-line error a browser page would show for an event."""
+
+
+class BrowserPage:
+    """One page of a served app driven over HTTP the way its browser does: uploads to
+    /gradio_api/upload, events joined to the queue under one session hash, their results read
+    from the page's event stream. Events are named by their api_name (private ones too)."""
+
+    def __init__(self, url: str):
+        import uuid
+
+        import httpx
+
+        self.url = url.rstrip("/") + "/"
+        self.http = httpx.Client(base_url=self.url, timeout=120)
+        self.session_hash = uuid.uuid4().hex[:11]
+        config = self.http.get("config").json()
+        self.fns = {dep["api_name"]: dep["id"] for dep in config["dependencies"]}
+        self._lock = threading.Lock()
+        self._pending: dict[str, threading.Event] = {}
+        self._results: dict[str, dict] = {}
+        self._reader = None
+
+    def upload(self, path) -> dict:
+        with open(path, "rb") as handle:
+            response = self.http.post("gradio_api/upload", files={"files": (Path(path).name, handle)})
+        response.raise_for_status()
+        (server_path,) = response.json()
+        return {"path": server_path, "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}}
+
+    def fetch(self, server_path: str):
+        """What anyone holding the file's URL gets: GET /gradio_api/file=<path>."""
+        return self.http.get(f"gradio_api/file={server_path}")
+
+    def call(self, name: str, *data) -> list:
+        """An event that skips the queue (queue=False), posted as the browser posts it."""
+        response = self.http.post(
+            "gradio_api/run/predict",
+            json={"data": list(data), "event_data": None, "fn_index": self.fns[name],
+                  "trigger_id": None, "session_hash": self.session_hash},
+        )
+        response.raise_for_status()
+        return response.json()["data"]
+
+    def join(self, name: str, *data, event_data: dict | None = None) -> str:
+        response = self.http.post(
+            "gradio_api/queue/join",
+            json={"data": list(data), "event_data": event_data, "fn_index": self.fns[name],
+                  "trigger_id": None, "session_hash": self.session_hash},
+        )
+        response.raise_for_status()
+        event_id = response.json()["event_id"]
+        with self._lock:
+            self._pending.setdefault(event_id, threading.Event())
+            if self._reader is None:
+                self._reader = threading.Thread(target=self._read, daemon=True)
+                self._reader.start()
+        return event_id
+
+    def result(self, event_id: str, timeout: float = 120) -> list:
+        with self._lock:
+            done = self._pending.setdefault(event_id, threading.Event())
+        assert done.wait(timeout), f"event {event_id} did not complete in {timeout} s"
+        message = self._results[event_id]
+        if not message.get("success"):
+            raise PageError(message.get("output", {}).get("error"))
+        return message["output"]["data"]
+
+    def run(self, name: str, *data, event_data: dict | None = None) -> list:
+        return self.result(self.join(name, *data, event_data=event_data))
+
+    def _read(self) -> None:
+        import json
+
+        while True:
+            with self.http.stream(
+                "GET", f"gradio_api/queue/data?session_hash={self.session_hash}", timeout=None
+            ) as response:
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    message = json.loads(line[5:])
+                    if message.get("msg") == "close_stream":
+                        break
+                    if message.get("msg") == "process_completed":
+                        with self._lock:
+                            self._results[message["event_id"]] = message
+                            self._pending.setdefault(message["event_id"], threading.Event()).set()
+            with self._lock:
+                if all(event.is_set() for event in self._pending.values()):
+                    self._reader = None
+                    return

@@ -1,5 +1,6 @@
 """The app: its handlers with the real tiny engine and a real SQLite store in tmp_path, and
-its public API through gradio_client (only /chat is public, and it logs with source 'api')."""
+its public API through gradio_client (only /chat and /delete are public; /chat logs with
+source 'api'). What a visitor deletes or opts out of: tests/test_privacy.py."""
 
 import json
 import os
@@ -458,7 +459,8 @@ def test_the_about_panel_says_where_logs_go(engine):
     local = about_markdown(engine, AppSettings(), logging_on=True)
     assert "nothing is uploaded anywhere" in local
     pushed = about_markdown(engine, AppSettings(hf_dataset="me/logs", hf_sync_minutes=5), logging_on=True)
-    assert "private dataset `me/logs` every 5 minutes" in pushed and "images" not in pushed.split("Logs.")[1]
+    what_is_pushed = pushed.split("a snapshot (")[1].split(")")[0]
+    assert "private dataset `me/logs` every 5 minutes" in pushed and "images" not in what_is_pushed
     assert "annotators' labels, notes and names" in pushed  # the pushed database holds them
     assert ", images" in about_markdown(engine, AppSettings(hf_dataset="me/logs", hf_sync_images=True),
                                         logging_on=True)
@@ -621,7 +623,9 @@ def test_the_chat_api_returns_the_json_of_a_turn_and_logs_it_with_source_api(ser
         "mode",
         "conditioned",
         "timings",
+        "log",
     }
+    assert set(result["log"]) == {"logged", "session_id", "turn_id", "delete_secret"}
     assert "weapon" in result["reader_text"].lower()
     flagged = client.predict(
         handle_file(str(WEAPON)),
@@ -667,8 +671,9 @@ def test_the_chat_api_refuses_a_path_on_the_server(served):
         client.predict(str(CAT), "What is this?", "", "", api_name="/chat")
 
 
-def test_no_public_endpoint_but_chat_can_return_logged_data(served):
+def test_the_public_api_is_chat_and_delete_and_nothing_else(served):
+    """/delete returns a count, and only for the caller holding a /chat call's secret."""
     client, _ = served
     api = client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/chat"}
+    assert set(api["named_endpoints"]) == {"/chat", "/delete"}
     assert api["unnamed_endpoints"] == {}

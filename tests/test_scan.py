@@ -223,10 +223,12 @@ def test_thumbnails_are_small_jpegs_beside_the_report_not_inline_data(tiny_engin
         assert img.format == "JPEG" and max(img.size) <= 128
 
 
-def test_a_spreadsheet_formula_in_a_prompt_is_neutralised(tiny_engine, folder, tmp_path):
+@pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "\t", "\r"])
+def test_a_spreadsheet_formula_in_a_prompt_is_neutralised(tiny_engine, folder, tmp_path, prefix):
     out = tmp_path / "report"
-    run_scan(tiny_engine, find_items(folder, prompt="=HYPERLINK(1)")[:1], out)
-    assert csv_rows(out)[0]["prompt"] == "'=HYPERLINK(1)"
+    prompt = f"{prefix}HYPERLINK(1) what is this?"
+    run_scan(tiny_engine, find_items(folder, prompt=prompt)[:1], out)
+    assert csv_rows(out)[0]["prompt"] == "'" + prompt, "the same escaping as the log's CSV export"
     assert read_rows(out / "scan.csv", csv_columns(tiny_engine.taxonomy))[0]["prompt"].startswith(
         "'"
     )

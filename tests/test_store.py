@@ -658,3 +658,101 @@ def test_deleting_a_session_forgets_its_turns_and_images(store, db_path):
     # The newest id was deleted; it is never handed out again, so an annotator's
     # open turn id cannot silently point at someone else's newer turn.
     assert store.log_turn(theirs, **turn()) > forgotten
+
+
+# --- privacy: what is deleted is gone from every file ------------------------------------------
+
+
+def raw_bytes(db_path, backup=None) -> dict[str, bytes]:
+    """Every file a deleted row could hide in: the database, its -wal, and a backup."""
+    files = {"db": db_path, "wal": db_path.with_name(db_path.name + "-wal")}
+    if backup is not None:
+        files["backup"] = backup
+    return {name: path.read_bytes() if path.exists() else b"" for name, path in files.items()}
+
+
+@pytest.mark.parametrize("how", ["delete_session", "delete_sessions", "purge"])
+def test_a_deleted_prompt_leaves_no_byte_in_the_database_its_wal_or_a_backup(
+    store, db_path, tmp_path, how
+):
+    from safevlm.store.sync import backup_database
+
+    marker = "zq-forget-me-7731"
+    kept_session, gone_session = store.start_session(), store.start_session()
+    store.log_turn(kept_session, **turn(prompt="an ordinary question"))
+    gone = store.log_turn(gone_session, **turn(prompt=f"my secret {marker}", response=marker))
+    store.set_feedback(gone, 1, comment=f"comment {marker}")
+    assert marker.encode() in b"".join(raw_bytes(db_path).values()), "the marker was written"
+
+    if how == "delete_session":
+        assert store.delete_session(gone_session) == 1
+    elif how == "delete_sessions":
+        assert store.delete_sessions([gone_session, "never-logged"]) == 1
+    else:
+        old = "2000-01-01T00:00:00.000Z"
+        with sqlite3.connect(db_path) as conn:
+            conn.execute("UPDATE turns SET created = ? WHERE id = ?", [old, gone])
+        assert store.purge_older_than(30) == 1
+
+    backup = tmp_path / "snapshot.db"
+    backup_database(db_path, backup)  # what LogSync pushes to the dataset
+    for name, data in raw_bytes(db_path, backup).items():
+        assert marker.encode() not in data, f"the deleted prompt is still in the {name} file"
+    assert [t["prompt"] for t in store.list_turns()] == ["an ordinary question"]
+
+
+def test_the_store_connection_overwrites_deleted_content(store):
+    with store._read("check") as db:
+        assert db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
+def test_a_session_with_a_delete_key_is_deleted_by_its_key_and_only_by_it(store, db_path):
+    key = "k" * 32
+    mine = store.start_session("api", delete_key=key)
+    theirs = store.start_session("api", delete_key="t" * 32)
+    keyless = store.start_session("api")
+    for session in (mine, theirs, keyless):
+        store.log_turn(session, **turn(source="api"))
+    stored = rows(db_path, "SELECT delete_key_hash FROM sessions WHERE id = ?", [mine])[0]
+    assert stored["delete_key_hash"] and key not in stored["delete_key_hash"], "only a hash"
+
+    for session_id, wrong in ((mine, "t" * 32), (keyless, ""), (keyless, key), ("nope", key)):
+        with pytest.raises(StoreError, match="unknown session or wrong delete secret"):
+            store.delete_session_with_key(session_id, wrong)
+    assert store.count_turns() == 3
+    assert store.delete_session_with_key(mine, key) == 1
+    assert {t["session_id"] for t in store.list_turns()} == {theirs, keyless}
+    with pytest.raises(StoreError, match="at least 16"):
+        store.start_session("api", delete_key="short")
+
+
+def test_the_users_comment_reaches_the_turn_list_and_both_exports(store, tmp_path):
+    session_id = store.start_session()
+    commented = store.log_turn(session_id, **turn(decision="allow", flagged=False))
+    store.log_turn(session_id, **turn(decision="allow", flagged=False, prompt="no comment"))
+    store.set_feedback(commented, -1, comment="=refused a harmless question")
+
+    listed = {t["id"]: t for t in store.list_turns()}
+    assert listed[commented]["feedback_comment"] == "=refused a harmless question"
+    assert store.get_turn(commented)["feedback_comment"] == "=refused a harmless question"
+
+    store.export_csv(tmp_path / "turns.csv")
+    with open(tmp_path / "turns.csv", newline="", encoding="utf-8") as handle:
+        read = {int(r["id"]): r for r in csv.DictReader(handle)}
+    assert read[commented]["feedback_comment"] == "'=refused a harmless question"
+    assert read[commented + 1]["feedback_comment"] == ""
+
+    store.export_jsonl(tmp_path / "turns.jsonl", labelled_only=False)
+    records = [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
+    assert records[0]["meta"] == {"feedback_comment": "=refused a harmless question"}
+    assert "meta" not in records[1]
+
+
+@pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "\t", "\r"])
+def test_every_formula_prefix_is_neutralised_in_the_csv_export(store, tmp_path, prefix):
+    session_id = store.start_session()
+    store.log_turn(session_id, **turn(prompt=f"{prefix}cmd|' /C calc'!A0"))
+    store.export_csv(tmp_path / "turns.csv")
+    with open(tmp_path / "turns.csv", newline="", encoding="utf-8") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["prompt"] == f"'{prefix}cmd|' /C calc'!A0"

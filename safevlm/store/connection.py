@@ -6,6 +6,7 @@ the tables and their migrations are in `schema`.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import urllib.parse
@@ -17,6 +18,8 @@ from sqlite_utils import Database
 
 from safevlm.store.errors import StoreError
 from safevlm.store.files import make_dir
+
+logger = logging.getLogger(__name__)
 
 
 class Connection:
@@ -53,6 +56,9 @@ class Connection:
                 db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 db.execute("PRAGMA foreign_keys = ON")
                 if not self.read_only:
+                    # A deleted turn's bytes are overwritten, not left in free pages: a
+                    # user's "forget me" must not survive in the file or its backups.
+                    db.execute("PRAGMA secure_delete = ON")
                     db.enable_wal()
                     # One fsync per turn is nothing next to generation; a committed turn then
                     # survives a power cut, not just a killed process.
@@ -112,6 +118,16 @@ class Connection:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the main file and truncate it to zero bytes, so that rows just
+        deleted are gone from `-wal` too; a reader holding an old snapshot can make it
+        partial (logged), and the next deletion's checkpoint finishes the job."""
+        with self._lock, self._errors("checkpoint the write-ahead log"):
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            logger.warning("WAL checkpoint of %s was blocked by a reader; the -wal file may "
+                           "still hold deleted rows until the next checkpoint", self.path)
 
     @contextmanager
     def _read(self, action: str) -> Iterator[Database]:

@@ -5,6 +5,8 @@ Reading and exports come from `LogReader` (`reading`), SQL plumbing from `Connec
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -90,14 +92,22 @@ class Store(LogReader):
     # --- sessions --------------------------------------------------------------------------
 
     def start_session(
-        self, client: str = "ui", logging: bool = True, settings: Mapping[str, Any] | None = None
+        self,
+        client: str = "ui",
+        logging: bool = True,
+        settings: Mapping[str, Any] | None = None,
+        delete_key: str | None = None,
     ) -> str:
         """Record a new chat session and return its id (a uuid4 string).
 
         `logging=False` records only that the session exists and opted out, so that its turns
-        are never written, whichever process logs them. A disabled store writes nothing.
+        are never written, whichever process logs them. With `delete_key` (a secret the caller
+        keeps), `delete_session_with_key` deletes the session without any other right; only
+        its sha256 is stored. A disabled store writes nothing.
         """
         check_choice(client, CLIENTS, "client")
+        if delete_key is not None and (not isinstance(delete_key, str) or len(delete_key) < 16):
+            raise StoreError("delete_key must be a secret string of at least 16 characters")
         session_id = str(uuid.uuid4())
         if not self.enabled:
             return session_id
@@ -107,6 +117,7 @@ class Store(LogReader):
             "client": client,
             "logging": bool(logging),
             "settings": to_json(dict(settings or {}), "settings"),
+            "delete_key_hash": _key_hash(delete_key) if delete_key is not None else None,
         }
         with self._write("start a session") as db:
             db["sessions"].insert(record)
@@ -127,12 +138,55 @@ class Store(LogReader):
         other turn uses (a user's "forget me"). Returns the number of turns deleted."""
         with self._write("delete a session") as db:
             self._session_logging(db, session_id)
-            turn_ids = [
-                r[0] for r in db.execute("SELECT id FROM turns WHERE session_id = ?", [session_id])
-            ]
-            count = retention.delete_turns(db, self.images_dir, turn_ids)
-            db.execute("DELETE FROM sessions WHERE id = ?", [session_id])
+            count = self._delete_sessions(db, [session_id])
+        self._checkpoint()
         logger.info("deleted session %s and its %d turns", session_id, count)
+        return count
+
+    def delete_sessions(self, session_ids: Sequence[str]) -> int:
+        """`delete_session` for several sessions in one transaction (one browser page's
+        chats); ids the log does not hold (never logged, or purged) are skipped. Returns the
+        number of turns deleted."""
+        ids = [str(i) for i in session_ids if isinstance(i, str) and i]
+        if not ids:
+            return 0
+        with self._write("delete sessions") as db:
+            count = self._delete_sessions(db, ids)
+        self._checkpoint()
+        logger.info("deleted %d sessions and their %d turns", len(ids), count)
+        return count
+
+    def delete_session_with_key(self, session_id: str, delete_key: str) -> int:
+        """Delete a session given the secret passed to `start_session` (an API caller's own
+        turns); returns the number of turns deleted. A wrong key and an unknown session
+        raise the same StoreError, so the error tells nothing about other sessions."""
+        refused = StoreError("unknown session or wrong delete secret; nothing was deleted")
+        if not isinstance(session_id, str) or not isinstance(delete_key, str) or not delete_key:
+            raise refused
+        with self._write("delete a session") as db:
+            row = db.execute(
+                "SELECT delete_key_hash FROM sessions WHERE id = ?", [session_id]
+            ).fetchone()
+            if row is None or not row[0] or not hmac.compare_digest(row[0], _key_hash(delete_key)):
+                raise refused
+            count = self._delete_sessions(db, [session_id])
+        self._checkpoint()
+        logger.info("deleted session %s and its %d turns by its delete secret", session_id, count)
+        return count
+
+    def _delete_sessions(self, db: Database, session_ids: list[str]) -> int:
+        turn_ids = []
+        for start in range(0, len(session_ids), 500):  # SQLite caps the number of ?
+            chunk = session_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            turn_ids += [
+                r[0]
+                for r in db.execute(f"SELECT id FROM turns WHERE session_id IN ({marks})", chunk)
+            ]
+        count = retention.delete_turns(db, self.images_dir, turn_ids)
+        for start in range(0, len(session_ids), 500):
+            chunk = session_ids[start : start + 500]
+            db.execute(f"DELETE FROM sessions WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         return count
 
     def _session_logging(self, db: Database, session_id: str) -> bool:
@@ -347,5 +401,10 @@ class Store(LogReader):
         cutoff = datetime.now(UTC) - timedelta(days=days)
         with self._write("purge old turns") as db:
             count = retention.purge_before(db, self.images_dir, cutoff)
+        self._checkpoint()
         logger.info("purged %d turns older than %g days from %s", count, days, self.path)
         return count
+
+
+def _key_hash(delete_key: str) -> str:
+    return hashlib.sha256(delete_key.encode("utf-8")).hexdigest()

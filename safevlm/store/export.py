@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from safevlm.csv_cells import spreadsheet_safe
 from safevlm.store.files import write_atomically
 from safevlm.store.images import absolute_path
 
@@ -23,9 +24,8 @@ TRAINING_KEYS = ("image", "prompt", "response", "type", "level", "source", "spli
 LABEL_COLUMNS = (
     "image_path", "annotation_id", "annotated", "annotator", "decision_correct",
     "true_type", "true_level", "response_rating", "note", "feedback_up", "feedback_down",
+    "feedback_comment",
 )  # fmt: skip
-# Spreadsheet apps run cells that start with these as formulas: prompts come from the public.
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def write_jsonl(
@@ -45,17 +45,18 @@ def write_jsonl(
         if row["status"] != "complete" or wrong_without_fix or low_rated:
             skipped += 1
             continue
-        records.append(
-            {
-                "image": absolute_path(images_dir, row["image_relpath"]),
-                "prompt": row["prompt"],
-                "response": row["response"],
-                "type": row["true_type"] if row["true_type"] is not None else row["type"],
-                "level": row["true_level"] if row["true_level"] is not None else row["level"],
-                "source": "log" if row["annotation_id"] is None else "annotation",
-                "split": "train",
-            }
-        )
+        record = {
+            "image": absolute_path(images_dir, row["image_relpath"]),
+            "prompt": row["prompt"],
+            "response": row["response"],
+            "type": row["true_type"] if row["true_type"] is not None else row["type"],
+            "level": row["true_level"] if row["true_level"] is not None else row["level"],
+            "source": "log" if row["annotation_id"] is None else "annotation",
+            "split": "train",
+        }
+        if row.get("feedback_comment"):  # `meta` is the records' optional free-form field
+            record["meta"] = {"feedback_comment": row["feedback_comment"]}
+        records.append(record)
     text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
     write_atomically(path, text.encode("utf-8"), fix="pick a writable path")
     if skipped:
@@ -80,10 +81,7 @@ def write_csv(
     for row in rows:
         row = {**row, "image_path": absolute_path(images_dir, row["image_relpath"])}
         if escape_formulas:
-            row = {
-                k: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_PREFIXES) else v
-                for k, v in row.items()
-            }
+            row = {k: spreadsheet_safe(v) if isinstance(v, str) else v for k, v in row.items()}
         writer.writerow(row)
     write_atomically(path, buffer.getvalue().encode("utf-8"), fix="pick a writable path")
     logger.info("exported %d turns to %s", len(rows), path)

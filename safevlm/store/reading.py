@@ -16,14 +16,16 @@ from safevlm.store.errors import StoreError
 from safevlm.store.values import DECISIONS, JSON_TURN_COLUMNS, check_choice, is_int
 
 # One query shape for list_turns, get_turn and the exports: a turn, its latest label, its
-# users' thumbs and where its image lives.
+# users' thumbs and comment, and where its image lives.
 TURN_SELECT = """SELECT turns.*, images.path AS image_relpath,
        la.annotation_id, la.annotated, la.annotator, la.decision_correct, la.true_type,
        la.true_level, la.response_rating, la.note,
        (SELECT count(*) FROM feedback WHERE feedback.turn_id = turns.id AND rating = 1)
            AS feedback_up,
        (SELECT count(*) FROM feedback WHERE feedback.turn_id = turns.id AND rating = -1)
-           AS feedback_down
+           AS feedback_down,
+       (SELECT comment FROM feedback WHERE feedback.turn_id = turns.id
+        ORDER BY feedback.id DESC LIMIT 1) AS feedback_comment
 FROM turns
 LEFT JOIN latest_annotations AS la ON la.turn_id = turns.id
 LEFT JOIN images ON images.hash = turns.image_hash"""
@@ -54,7 +56,8 @@ class LogReader(Connection):
     ) -> list[dict[str, Any]]:
         """Turns newest first, JSON decoded, with their latest label (annotation_id, annotator,
         annotated, decision_correct, true_type, true_level, response_rating, note; None when
-        unlabelled), feedback_up/feedback_down counts and image_path. `type` filters on the
+        unlabelled), feedback_up/feedback_down counts, the user's feedback_comment ('' or None
+        when none) and image_path. `type` filters on the
         model's predicted type; `unlabelled=True` keeps turns nobody has annotated yet."""
         if decision is not None:
             check_choice(decision, DECISIONS, "decision")
@@ -132,8 +135,8 @@ class LogReader(Connection):
         self, path: str | Path, labelled_only: bool = False, escape_formulas: bool = True
     ) -> int:
         """Write one row per turn with its latest label and feedback counts; returns the row
-        count. JSON columns stay JSON text. `escape_formulas` prefixes text cells starting with
-        = + - @ with an apostrophe so a spreadsheet does not run a prompt as a formula."""
+        count. JSON columns stay JSON text. `escape_formulas` neutralises text cells a
+        spreadsheet would run as a formula (`safevlm.csv_cells.spreadsheet_safe`)."""
         rows = self._all_turns(labelled_only)
         with self._read("read the turns columns") as db:
             columns = [c.name for c in db["turns"].columns]

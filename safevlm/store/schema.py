@@ -114,10 +114,17 @@ FROM turns JOIN latest_annotations AS la ON la.turn_id = turns.id""",
     )
 
 
+def _migration_4_session_delete_keys(db: Database) -> None:
+    # The sha256 of the secret /chat hands an API caller, so it can delete its own turns
+    # without the annotation token; the secret itself is never stored.
+    db["sessions"].add_column("delete_key_hash", str)
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     _migration_1_initial_tables,
     _migration_2_reader_text_and_indexes,
     _migration_3_label_views,
+    _migration_4_session_delete_keys,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
