@@ -45,9 +45,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def defaults(engine) -> list[float]:
-    thresholds = engine.default_thresholds()
-    return [thresholds.types[t] for t in engine.taxonomy.risk_types] + [thresholds.level]
+def defaults(engine) -> list:
+    """The Safety settings' values as a fresh page sends them (thresholds, template levels)."""
+    from app.safety_settings import default_values
+
+    return default_values(engine)
 
 
 def marked_png(path: Path, marker: str) -> Path:
