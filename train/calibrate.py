@@ -151,8 +151,8 @@ def calibrate(probs, risky: Sequence[bool], taxonomy: Taxonomy, max_false_flags:
 # Val groups of safe inputs and their false-flag budgets: benign requests that use risky
 # words (the edgy families) may be flagged a little more often than ordinary requests (the
 # public instruction sets); the generator's own safe kinds (edgy titles, blank documents,
-# emoji scenes) sit between.
-GROUP_LIMITS = {"edgy": 0.05, "ordinary": 0.02, "generated": 0.05}
+# emoji scenes; 108 safe val records, so a few records decide it) get 8%.
+GROUP_LIMITS = {"edgy": 0.05, "ordinary": 0.02, "generated": 0.08}
 
 
 def safe_group(example: Example) -> str:

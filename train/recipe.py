@@ -64,7 +64,7 @@ def ship(checkpoint: Path, target: Path | None = None) -> None:
 
 # What a run in --out was made with; a rerun that asks for other values must not reuse it.
 RUN_KEYS = ("base", "head_ensemble", "n", "seed", "data", "stage2_steps", "requests", "query_layer",
-            "ocr_share")
+            "ocr_share", "llm_parts")
 
 
 def check_same_run(record: Path, wanted: dict) -> None:
@@ -97,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ocr-share", type=float, default=0.15,
                    help="share of drawn request images read by OCR in training (the rest use the drawn text)")
     p.add_argument("--eval-limit", type=int, default=3000, help="records per eval set (0 = all)")
+    p.add_argument("--llm-parts-from", default=None,
+                   help="reuse safety tokens set 2 and the LoRA adapter of this checkpoint (default for tiny: "
+                        "the shipped one, when it has them) instead of phase B and stage 2: both meet only the "
+                        "frozen LLM, the hints and the refusal targets, never the safety head")
+    p.add_argument("--retrain-llm-parts", action="store_true",
+                   help="train set 2 (phase B) and the LoRA adapter (stage 2) anew")
     p.add_argument("--no-ship", action="store_true", help="do not copy into assets/")
     p.add_argument("--fresh", action="store_true", help="redo every step")
     p.add_argument("--smoke", action="store_true", help="tiny data, a few steps (CI)")
@@ -126,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     run = {"base": args.base, "head_ensemble": args.head_ensemble, "n": n, "seed": args.seed,
            "data": str(data), "stage2_steps": args.stage2_steps, "requests": requests.describe(),
            "query_layer": query_layer, "ocr_share": args.ocr_share}
+    parts = None
+    if not args.retrain_llm_parts and not args.smoke:
+        source = Path(args.llm_parts_from) if args.llm_parts_from else (SHIPPED if args.base == "tiny" else None)
+        if source is not None and (source / ADAPTER_DIR).exists():
+            parts = out / "llm_parts"  # a copy: shipping replaces SHIPPED
+            if not parts.exists():
+                shutil.copytree(source, parts)
+    run["llm_parts"] = "reused" if parts else "trained"
     check_same_run(record, run)
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({**(json.loads(record.read_text()) if record.exists() else {}), **run},
@@ -137,9 +151,16 @@ def main(argv: list[str] | None = None) -> int:
              lambda: stage1_safety.main([*base, "--data", str(data), "--out", str(out / "stage1"),
                                          "--seed", str(args.seed), "--head-ensemble", str(args.head_ensemble),
                                          "--query-layer", str(query_layer), "--ocr-share", str(args.ocr_share),
+                                         *(["--tokens-from", str(parts)] if parts else []),
                                          *smoke]), timings, record)
+    def reuse_adapter():
+        shutil.rmtree(out / "stage2", ignore_errors=True)
+        shutil.copytree(out / "stage1", out / "stage2", ignore=shutil.ignore_patterns("head*", "tokens"))
+        shutil.copytree(parts / ADAPTER_DIR, out / "stage2" / ADAPTER_DIR)
+        (out / "stage2" / "stage2.json").write_text(json.dumps({"reused_from": str(parts)}) + "\n")
+
     run_step("stage2", (out / "stage2" / ADAPTER_DIR).exists(),
-             lambda: stage2_finetune.main([*base, "--init", str(out / "stage1"), "--data", str(data),
+             reuse_adapter if parts else lambda: stage2_finetune.main([*base, "--init", str(out / "stage1"), "--data", str(data),
                                            "--out", str(out / "stage2"), "--seed", str(args.seed),
                                            *steps2, *smoke]),
              timings, record)

@@ -30,7 +30,7 @@ from train.loop import TrainConfig, base_parser, config_from_args, seed_everythi
 
 log = logging.getLogger(__name__)
 
-HEAD_DEFAULTS = TrainConfig(epochs=12, lr=1e-3, batch_size=32, warmup_steps=20)
+HEAD_DEFAULTS = TrainConfig(epochs=3, lr=2e-3, batch_size=64, warmup_steps=20)
 TOKEN_DEFAULTS = TrainConfig(epochs=1, lr=5e-3, batch_size=8, warmup_steps=5, max_steps=40)
 
 
@@ -87,6 +87,24 @@ def head_accuracy(model: SafeVLM, examples) -> dict:
             "val_risky_vs_safe_accuracy": flagged_right / n, "val_examples": n}
 
 
+def copy_llm_tokens(model: SafeVLM, checkpoint: Path) -> int:
+    """Load safety tokens set 2 from another checkpoint of the same base."""
+    from safetensors.torch import load_file
+
+    from safevlm.model import WEIGHTS_FILE, CheckpointError
+
+    path = checkpoint / WEIGHTS_FILE
+    if not path.exists():
+        raise CheckpointError(f"{checkpoint}: no {WEIGHTS_FILE} to take safety tokens set 2 from")
+    state = {k.removeprefix("safety_tokens_llm."): v for k, v in load_file(str(path)).items()
+             if k.startswith("safety_tokens_llm.")}
+    own = model.safety_tokens_llm.state_dict()
+    if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+        raise CheckpointError(f"{checkpoint}: its safety tokens set 2 do not fit this model")
+    model.safety_tokens_llm.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    return len(state)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("Stage 1: safety modules on a frozen base.")
     p.add_argument("--weight", type=float, default=None, help="safety loss weight (paper: 10)")
@@ -94,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--query-layer", type=int, default=None,
                    help="LLM layer the head reads (default: two thirds of the depth; see train.probe)")
     p.add_argument("--token-steps", type=int, default=None, help="phase B steps (0 skips set 2)")
+    p.add_argument("--tokens-from", default=None,
+                   help="take safety tokens set 2 from this checkpoint instead of phase B (set 2 only "
+                        "meets the frozen LLM, so a checkpoint of the same base serves)")
     p.add_argument("--ocr-share", type=float, default=1.0,
                    help="share of request-form images read by OCR; the rest use their drawn text")
     p.add_argument("--head-ensemble", type=int, default=None,
@@ -149,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     token_cfg = config_from_args(args, TOKEN_DEFAULTS)
     token_cfg.max_steps = 2 if args.smoke else (args.token_steps if args.token_steps is not None
                                                else TOKEN_DEFAULTS.max_steps)
-    if risky and token_cfg.max_steps > 0:
+    if args.tokens_from:
+        copied = copy_llm_tokens(model, Path(args.tokens_from))
+        log.info("safety tokens set 2: %d tensor(s) taken from %s (phase B skipped)", copied, args.tokens_from)
+    elif risky and token_cfg.max_steps > 0:
         def collate_tokens(examples):
             return collate_lm(model, examples, [{"tokens": True}] * len(examples))
 
