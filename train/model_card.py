@@ -251,7 +251,11 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         *([f"- Default thresholds calibrated on the val split (most risky recall with at most "
            f"{_pct(stage1['calibration'].get('max_false_flags'))} of safe inputs flagged): "
            f"{json.dumps(stage1['calibration'])}."] if stage1.get("calibration") else []),
-        (f"- Stage 2 (LoRA {json.dumps(stage2.get('lora', {}))}): {stage2.get('examples', 'n/a')} examples "
+        ((f"- Safety tokens set 2 and the LoRA adapter were reused from `{stage2['reused_from']}` (a copy of "
+         "the previously shipped checkpoint, same base): phase B and stage 2 were not rerun. Both meet only "
+         "the frozen LLM, the hints and the refusal targets, never the safety head; `python -m train.recipe "
+         "--retrain-llm-parts` trains them anew.") if stage2.get("reused_from") else
+         f"- Stage 2 (LoRA {json.dumps(stage2.get('lora', {}))}): {stage2.get('examples', 'n/a')} examples "
          f"({stage2.get('risky', 'n/a')} risky, {stage2.get('clean', 'n/a')} clean), {stage2.get('steps', 'n/a')} "
          f"steps, final loss {_num(stage2.get('final_loss'))}." if stage2 else "- Stage 2: not part of this checkpoint."),
         "- Wall time on 2 CPU cores: " + (", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
