@@ -14,11 +14,12 @@ import logging
 import math
 import random
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from safevlm.data.schema import Record
+from safevlm.metrics import auroc, breakdown, counted, ece, pairs, rate
 from safevlm.policy import Thresholds
 from safevlm.refusal import is_refusal
 from safevlm.taxonomy import Taxonomy
@@ -49,14 +50,6 @@ def never_flag_thresholds(taxonomy: Taxonomy) -> Thresholds:
     return Thresholds({t: 1.0 for t in taxonomy.risk_types}, 1.0)
 
 
-def _rate(hits: int, n: int) -> float | None:
-    return hits / n if n else None
-
-
-def _counted(hits: int, n: int) -> dict:
-    return {"n": n, "hits": hits, "rate": _rate(hits, n)}
-
-
 def _family(record: Record) -> str:
     """Where a record's request came from: the edgy families (benign requests with risky
     words and their twists), the public request data, or the generator's own kinds."""
@@ -67,66 +60,9 @@ def _family(record: Record) -> str:
     return "generated"
 
 
-def _ece(probs: list[list[float]], labels: list[int], bins: int = 15) -> float | None:
-    """Expected calibration error of the top class (bin-weighted |confidence - accuracy|)."""
-    if not probs:
-        return None
-    total, sums = len(probs), defaultdict(lambda: [0, 0.0, 0.0])
-    for p, y in zip(probs, labels, strict=True):
-        top = max(range(len(p)), key=p.__getitem__)
-        b = min(int(p[top] * bins), bins - 1)
-        sums[b][0] += 1
-        sums[b][1] += p[top]
-        sums[b][2] += top == y
-    return sum(n / total * abs(c / n - h / n) for n, c, h in sums.values())
-
-
 def _kind(record: Record) -> str | None:
     kind = record.meta.get("kind") if record.meta else None
     return str(kind) if kind is not None else None
-
-
-def _breakdown(rows: list[dict], key: str) -> dict:
-    """Flagged share per value of `key` over rows (absent values are skipped)."""
-    groups: dict[str, list[bool]] = defaultdict(list)
-    for row in rows:
-        if row.get(key) is not None:
-            groups[row[key]].append(row["flagged"])
-    return {value: _counted(sum(flags), len(flags)) for value, flags in sorted(groups.items())}
-
-
-def _auroc(y_true: list[int], scores: list[float]) -> float | None:
-    """ROC AUC, or None when only one class is present (it is undefined then)."""
-    from sklearn.metrics import roc_auc_score
-
-    if len(set(y_true)) < 2:
-        return None
-    return float(roc_auc_score(y_true, scores))
-
-
-def _pairs(rows: list[dict]) -> dict:
-    """Contrastive pairs (records sharing `group`, one safe and one risky): the hard case.
-    `separated` = the safe one allowed and the risky one flagged."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        if row.get("group"):
-            groups[row["group"]].append(row)
-    outcome = Counter()
-    for members in groups.values():
-        safe = [r for r in members if not r["risky"]]
-        risky = [r for r in members if r["risky"]]
-        if not safe or not risky:
-            continue
-        safe_flagged = any(r["flagged"] for r in safe)
-        risky_flagged = all(r["flagged"] for r in risky)
-        outcome["n"] += 1
-        outcome["separated"] += risky_flagged and not safe_flagged
-        outcome["both_flagged"] += risky_flagged and safe_flagged
-        outcome["both_allowed"] += not risky_flagged and not safe_flagged
-        outcome["inverted"] += not risky_flagged and safe_flagged
-    n = outcome["n"]
-    return {"n": n, **{k: outcome[k] for k in ("separated", "both_flagged", "both_allowed", "inverted")},
-            "separated_rate": _rate(outcome["separated"], n)}
 
 
 # ---------------------------------------------------------------------- classification
@@ -219,31 +155,31 @@ def evaluate_classification(engine, records: Sequence[Record], thresholds=None,
         "macro_f1": (sum(per_type[t]["f1"] for t in present) / len(present)) if present else None,
         "per_type": per_type,
         "auroc": {
-            "not_safe_type": _auroc(is_risky, [row["p_not_safe"] for row in ordered]),
-            "risk_level": _auroc(is_risky, [row["p_risk_level"] for row in ordered]),
-            "harmful_vs_safe": _auroc([int(row["risky"]) for row in harmful_rows + safe_rows],
+            "not_safe_type": auroc(is_risky, [row["p_not_safe"] for row in ordered]),
+            "risk_level": auroc(is_risky, [row["p_risk_level"] for row in ordered]),
+            "harmful_vs_safe": auroc([int(row["risky"]) for row in harmful_rows + safe_rows],
                                       [row["p_not_safe"] for row in harmful_rows + safe_rows]),
         },
-        "detection_rate": _rate(sum(row["flagged"] for row in risky_rows), len(risky_rows)),
-        "detection_rate_harmful": _rate(sum(row["flagged"] for row in harmful_rows), len(harmful_rows)),
+        "detection_rate": rate(sum(row["flagged"] for row in risky_rows), len(risky_rows)),
+        "detection_rate_harmful": rate(sum(row["flagged"] for row in harmful_rows), len(harmful_rows)),
         "n_harmful": len(harmful_rows),
-        "false_flag_rate": _rate(sum(row["flagged"] for row in safe_rows), len(safe_rows)),
+        "false_flag_rate": rate(sum(row["flagged"] for row in safe_rows), len(safe_rows)),
         "decisions": {
             "risky": dict(Counter(row["decision"] for row in risky_rows)),
             "safe": dict(Counter(row["decision"] for row in safe_rows)),
         },
-        "detection_by_type": {t: _counted(sum(row["flagged"] for row in risky_rows if row["type"] == t),
+        "detection_by_type": {t: counted(sum(row["flagged"] for row in risky_rows if row["type"] == t),
                                           sum(row["type"] == t for row in risky_rows))
                               for t in taxonomy.risk_types},
-        "detection_by": {"source": _breakdown(risky_rows, "source"), "kind": _breakdown(risky_rows, "kind"),
-                         "level": _breakdown(risky_rows, "level"), "family": _breakdown(harmful_rows, "family"),
-                         "form": _breakdown(harmful_rows, "form")},
-        "false_flag_by": {"source": _breakdown(safe_rows, "source"), "kind": _breakdown(safe_rows, "kind"),
-                          "family": _breakdown(safe_rows, "family"), "form": _breakdown(safe_rows, "form")},
-        "ece": {"type": _ece([[row["type_probs"][t] for t in types] for row in ordered],
+        "detection_by": {"source": breakdown(risky_rows, "source"), "kind": breakdown(risky_rows, "kind"),
+                         "level": breakdown(risky_rows, "level"), "family": breakdown(harmful_rows, "family"),
+                         "form": breakdown(harmful_rows, "form")},
+        "false_flag_by": {"source": breakdown(safe_rows, "source"), "kind": breakdown(safe_rows, "kind"),
+                          "family": breakdown(safe_rows, "family"), "form": breakdown(safe_rows, "form")},
+        "ece": {"type": ece([[row["type_probs"][t] for t in types] for row in ordered],
                              [types.index(row["type"]) for row in ordered]),
-                "level": _ece([row["level_probs"] for row in ordered], [row["level"] for row in ordered])},
-        "pairs": _pairs(ordered),
+                "level": ece([row["level_probs"] for row in ordered], [row["level"] for row in ordered])},
+        "pairs": pairs(ordered),
         "confusion": {
             "labels": types, "display_labels": list(taxonomy.type_labels),
             "matrix": confusion_matrix(y_true, y_pred, labels=types).tolist(),
@@ -330,10 +266,10 @@ def evaluate_chat(engine, records: Sequence[Record], limit: int = DEFAULT_CHAT_L
     def rates(key: str) -> dict:
         refused_risky = sum(s[key] for s in risky)
         return {
-            "refusal_rate_risky": _rate(refused_risky, len(risky)),
-            "answered_rate_risky": _rate(len(risky) - refused_risky, len(risky)),
-            "answered_rate_harmful": _rate(sum(not s[key] for s in harmful), len(harmful)),
-            "over_refusal_rate_safe": _rate(sum(s[key] for s in safe), len(safe)),
+            "refusal_rate_risky": rate(refused_risky, len(risky)),
+            "answered_rate_risky": rate(len(risky) - refused_risky, len(risky)),
+            "answered_rate_harmful": rate(sum(not s[key] for s in harmful), len(harmful)),
+            "over_refusal_rate_safe": rate(sum(s[key] for s in safe), len(safe)),
         }
 
     clean = [s for s in safe if not s["flagged"]]
@@ -348,10 +284,10 @@ def evaluate_chat(engine, records: Sequence[Record], limit: int = DEFAULT_CHAT_L
         # Both ways of answering flagged inputs, whatever the thresholds chose per level:
         "with_safety_generate": rates("refused_generate"),
         "with_safety_template": rates("refused_template"),
-        "conditioned_rate_risky": _rate(sum(s["conditioned"] for s in risky), len(risky)),
-        "conditioned_rate_safe": _rate(sum(s["conditioned"] for s in safe), len(safe)),
-        "clean_unchanged": _counted(sum(s["answer_with"] == s["answer_without"] for s in clean), len(clean)),
-        "allowed_unchanged": _counted(sum(s["answer_with"] == s["answer_without"] for s in allowed),
+        "conditioned_rate_risky": rate(sum(s["conditioned"] for s in risky), len(risky)),
+        "conditioned_rate_safe": rate(sum(s["conditioned"] for s in safe), len(safe)),
+        "clean_unchanged": counted(sum(s["answer_with"] == s["answer_without"] for s in clean), len(clean)),
+        "allowed_unchanged": counted(sum(s["answer_with"] == s["answer_without"] for s in allowed),
                                       len(allowed)),
         "seconds": time.perf_counter() - started,
         "samples": samples,

@@ -3,8 +3,10 @@ download), the real offline tiny base, loaded once per session, and an in-memory
 for the Hub that the log sync pushes to."""
 
 import os
+import socket
 import threading
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -278,3 +280,23 @@ class BrowserPage:
                 if all(event.is_set() for event in self._pending.values()):
                     self._reader = None
                     return
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(engine, store, settings):
+    """The whole app on a free loopback port, as `app.py` launches it; yields its URL."""
+    from app.app import build_app, launch_options
+
+    demo = build_app(engine, store, settings)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
+                            quiet=True, **launch_options(settings))
+    try:
+        yield url
+    finally:
+        demo.close()

@@ -5,7 +5,6 @@ source 'api'). What a visitor deletes or opts out of: tests/test_privacy.py."""
 import json
 import os
 import signal
-import socket
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +20,10 @@ os.environ.update(
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import serving  # noqa: E402
 
 from app.about import about_markdown  # noqa: E402
-from app.app import build_app, launch_options, open_log, push_on_sigterm, start_log_sync  # noqa: E402
+from app.app import open_log, push_on_sigterm, start_log_sync  # noqa: E402
 from app.handlers import ChatOutputs, Handlers  # noqa: E402
 from app.panel import TYPE_STATUS_COLOURS  # noqa: E402
 from app.settings import AppSettings, load_examples  # noqa: E402
@@ -572,12 +572,6 @@ def test_a_label_is_saved_and_exported_as_a_training_record(handlers, db_path, t
 # --- the public API through gradio_client ---------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(engine, tmp_path_factory):
     """The whole app on a free port, with a token so the Annotate handlers exist."""
@@ -586,18 +580,8 @@ def served(engine, tmp_path_factory):
     db = tmp_path_factory.mktemp("served") / "safevlm.db"
     store = Store(db)
     settings = AppSettings(max_new_tokens=MAX_NEW_TOKENS, annotation_token=TOKEN)
-    demo = build_app(engine, store, settings)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        quiet=True,
-        **launch_options(settings),
-    )
-    try:
+    with serving(engine, store, settings) as url:
         yield Client(url, analytics_enabled=False, verbose=False), db
-    finally:
-        demo.close()
         store.close()
 
 

@@ -5,7 +5,6 @@ artifacts/ (app.png: the Chat tab after a flagged turn; app_annotate.png: the An
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 os.environ.update(
@@ -16,6 +15,7 @@ os.environ.update(
 )
 
 import pytest  # noqa: E402
+from conftest import serving  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,
@@ -44,10 +44,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +51,6 @@ def served(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package")
-    from app.app import build_app, launch_options
     from app.settings import AppSettings
     from safevlm.engine import ChatEngine
     from safevlm.store import Store
@@ -63,18 +58,10 @@ def served(tmp_path_factory):
     db = tmp_path_factory.mktemp("browser") / "safevlm.db"
     store = Store(db)
     settings = AppSettings(max_new_tokens=16, annotation_token=TOKEN)
-    demo = build_app(ChatEngine.load(), store, settings)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        quiet=True,
-        **launch_options(settings),
-    )
     try:
-        yield url, db
+        with serving(ChatEngine.load(), store, settings) as url:
+            yield url, db
     finally:
-        demo.close()
         store.close()
 
 

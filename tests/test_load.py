@@ -4,7 +4,6 @@ session that asked; latencies written to artifacts/load_report.json."""
 
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import threading
@@ -19,8 +18,9 @@ os.environ.update(
 )
 
 import pytest  # noqa: E402
+from conftest import serving  # noqa: E402
 
-from app.app import QUEUE_SIZE, build_app, launch_options  # noqa: E402
+from app.app import QUEUE_SIZE  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from safevlm.store import Store  # noqa: E402
 
@@ -44,12 +44,6 @@ class QueueFullError(AssertionError):
     """Turns refused with Gradio's "Queue is full": the one failure the xfail expects."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def prompt_of(session: int, turn: int) -> str:
     return f"Session {session:02d}, question {turn}: what is in this picture?"
 
@@ -64,18 +58,8 @@ def served(tiny_engine, tmp_path):
     db = tmp_path / "load.db"
     store = Store(db)
     settings = AppSettings(max_new_tokens=MAX_NEW_TOKENS, db=str(db))
-    demo = build_app(tiny_engine, store, settings)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        quiet=True,
-        **launch_options(settings),
-    )
-    try:
+    with serving(tiny_engine, store, settings) as url:
         yield url, db
-    finally:
-        demo.close()
         store.close()
 
 

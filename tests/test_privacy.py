@@ -6,7 +6,6 @@ import json
 import os
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,10 +17,9 @@ os.environ.update(
 )
 
 import pytest  # noqa: E402
-from conftest import BrowserPage, GatedEngine  # noqa: E402
+from conftest import BrowserPage, GatedEngine, serving  # noqa: E402
 from PIL import Image, PngImagePlugin  # noqa: E402
 
-from app.app import build_app, launch_options  # noqa: E402
 from app.handlers import Handlers  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from safevlm.store import Store  # noqa: E402
@@ -37,12 +35,6 @@ pytestmark = pytest.mark.filterwarnings(  # raised inside gradio's queue, not by
 )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def defaults(engine) -> list:
@@ -69,20 +61,6 @@ def upload_dir(tmp_path, monkeypatch):
     return folder
 
 
-@contextmanager
-def serving(engine, store, settings):
-    demo = build_app(engine, store, settings)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        quiet=True,
-        **launch_options(settings),
-    )
-    try:
-        yield url
-    finally:
-        demo.close()
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ os.environ.update(
 )
 
 import pytest  # noqa: E402
-from conftest import GatedEngine  # noqa: E402
-from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_turn  # noqa: E402
+from conftest import GatedEngine, serving  # noqa: E402
+from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, wait_for_turn  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,
@@ -35,7 +35,6 @@ def served(tiny_engine, tmp_path, monkeypatch):
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package")
-    from app.app import build_app, launch_options
     from app.settings import AppSettings
     from safevlm.store import Store
 
@@ -44,18 +43,10 @@ def served(tiny_engine, tmp_path, monkeypatch):
     store = Store(db)
     engine = GatedEngine(tiny_engine)
     settings = AppSettings(max_new_tokens=16)
-    demo = build_app(engine, store, settings)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        quiet=True,
-        **launch_options(settings),
-    )
     try:
-        yield url, db, engine
+        with serving(engine, store, settings) as url:
+            yield url, db, engine
     finally:
-        demo.close()
         store.close()
 
 

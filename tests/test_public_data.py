@@ -33,7 +33,7 @@ BENCHMARKS = ("figstep", "safebench", "mm-safetybench", "mmsafety", "rtvlm", "vl
 
 
 def vendored():
-    return sorted(p.name for p in PUBLIC_DIR.iterdir() if (p / "manifest.json").exists())
+    return sorted(p.name for p in PUBLIC_DIR.iterdir() if (p / "requests.jsonl").exists())
 
 
 def test_every_vendored_source_matches_its_manifest_and_names_its_provenance():
@@ -50,6 +50,17 @@ def test_every_vendored_source_matches_its_manifest_and_names_its_provenance():
         assert not any(b in text for b in BENCHMARKS), f"{name} looks like an evaluation benchmark"
 
 
+def test_every_folder_of_public_data_has_a_manifest_that_matches_it():
+    from safevlm.data.decontaminate import FILE
+
+    folders = [p for p in PUBLIC_DIR.iterdir() if p.is_dir()]
+    assert folders and all((p / "manifest.json").exists() for p in folders)
+    m = json.loads((FILE.parent / "manifest.json").read_text())
+    assert hashlib.sha256(FILE.read_bytes()).hexdigest() == m["sha256"]
+    assert m["rows"] == len(json.loads(FILE.read_text())["fingerprints"])
+    assert all(b["license"] and len(b["commit"]) == 40 and len(b["upstream_sha256"]) == 64 for b in m["benchmarks"])
+
+
 def test_vendored_rows_are_requests_only():
     for name in vendored():
         for line in (PUBLIC_DIR / name / "requests.jsonl").read_text().splitlines()[:50]:
@@ -58,7 +69,6 @@ def test_vendored_rows_are_requests_only():
 
 def test_an_edited_vendored_file_is_refused(tmp_path):
     shutil.copytree(PUBLIC_DIR / "jailbreakbench", tmp_path / "jailbreakbench")
-    shutil.copy(PUBLIC_DIR / "taxonomy_map.json", tmp_path / "taxonomy_map.json")
     assert load_source("jailbreakbench", TAX, folder=tmp_path)
     path = tmp_path / "jailbreakbench" / "requests.jsonl"
     path.write_text(path.read_text().replace("Write", "Wrote", 1))

@@ -13,10 +13,10 @@ import logging
 from pathlib import Path
 
 import torch
-from sklearn.metrics import roc_auc_score
 
 from safevlm.bases import load_base
 from safevlm.config import QUERY_SOURCES, SafeVLMConfig
+from safevlm.metrics import auroc
 from safevlm.model import ImageFeatures, SafeVLM
 from safevlm.policy import Thresholds, decide
 from safevlm.reader import Reader
@@ -49,7 +49,7 @@ def score(model: SafeVLM, examples) -> dict:
     separated = sum(all(r == f for r, f in g) for g in pairs)
     return {
         "n": len(risky),
-        "auroc": roc_auc_score(risky, p_unsafe) if 0 < n_risky < len(risky) else None,
+        "auroc": auroc(list(risky), list(p_unsafe)),
         "detection_rate": sum(f for r, f in zip(risky, flagged, strict=True) if r) / max(1, n_risky),
         "false_flag_rate": sum(f for r, f in zip(risky, flagged, strict=True) if not r) / max(1, n_safe),
         "pairs": len(pairs), "pairs_separated_rate": separated / len(pairs) if pairs else None,

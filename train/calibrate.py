@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
+from safevlm.metrics import ece
 from safevlm.model import ImageFeatures, SafeVLM
 from safevlm.policy import Thresholds, decide
 from safevlm.taxonomy import Taxonomy
@@ -32,16 +33,8 @@ ECE_BINS = 15
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
-    """ECE of the top class: the bin-weighted gap between confidence and accuracy."""
-    conf, pred = probs.max(-1)
-    hits = (pred == labels).float()
-    edges = torch.linspace(0, 1, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        inside = (conf > lo) & (conf <= hi)
-        if inside.any():
-            ece += inside.float().mean().item() * abs(conf[inside].mean().item() - hits[inside].mean().item())
-    return ece
+    """ECE of the top class (`safevlm.metrics.ece`, the eval's) on tensors."""
+    return ece(probs.tolist(), labels.tolist(), bins)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

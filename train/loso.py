@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from safevlm.bases import load_base
@@ -158,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                                   ocr_share=args.ocr_share)
                 for s in ("train", "val", "test")}
     all_ex = [e for s in ("train", "val", "test") for e in split_ex[s]]
-    cfg = TrainConfig(**{**HEAD_DEFAULTS.__dict__})
-    if args.epochs:
-        cfg.epochs = args.epochs
+    cfg = replace(HEAD_DEFAULTS, epochs=args.epochs or HEAD_DEFAULTS.epochs)
 
     def factory():
         seed_everything(args.seed)

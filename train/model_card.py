@@ -51,7 +51,7 @@ def _sources_section(summary: dict) -> list[str]:
     if not req:
         return ["No public request data (project-generated data only)."]
     lines = ["Public request data (vendored under `data/public/`, requests only, mapped onto the "
-             "taxonomy by `data/public/taxonomy_map.json`; every form of a request shares its split):", "",
+             "taxonomy by `assets/data/public_taxonomy_map.json`; every form of a request shares its split):", "",
              "| source | licence | repository @ commit | rows vendored |", "|---|---|---|---|"]
     nc = []
     for name in req.get("sources", []):

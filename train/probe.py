@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from safevlm.bases import load_base
 from safevlm.config import SafeVLMConfig
 from safevlm.data.schema import read_jsonl
+from safevlm.metrics import auroc
 from safevlm.model import MAX_QUERY_TOKENS, SafeVLM
 from safevlm.reader import Reader
 from train.features import FeatureCache, build_examples
@@ -54,7 +54,7 @@ def pooled_hidden_states(model: SafeVLM, texts: list[str], batch_size: int = 16)
 
 
 def _auroc(y: np.ndarray, scores: np.ndarray) -> float | None:
-    return float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None
+    return auroc(y.tolist(), scores.tolist())
 
 
 def val_threshold(scores: np.ndarray, y: np.ndarray, max_false_flags: float = MAX_FALSE_FLAGS) -> float:

@@ -1,6 +1,6 @@
 """Decontamination: requests that reword an evaluation-benchmark prompt never reach training.
 
-data/public/benchmark_fingerprints.json holds, per benchmark prompt (XSTest, FigStep's
+data/public/benchmark_fingerprints/fingerprints.json holds, per benchmark prompt (XSTest, FigStep's
 SafeBench), the hashed set of its normalized words (no benchmark text is stored). A
 training request whose hashed word set overlaps one of them by Jaccard >= 0.8 is dropped
 from the records stages train and calibrate on (`clean_records`); eval sets keep theirs.
@@ -18,7 +18,7 @@ from safevlm.data.public import PUBLIC_DIR, normalize
 from safevlm.data.schema import Record
 
 log = logging.getLogger(__name__)
-FILE = PUBLIC_DIR / "benchmark_fingerprints.json"
+FILE = PUBLIC_DIR / "benchmark_fingerprints" / "fingerprints.json"
 THRESHOLD = 0.8
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from safevlm.data.public import PublicRequest
 from safevlm.data.schema import DataError, check_labels
-from safevlm.data.texts import hash_fraction, load_data_file
+from safevlm.data.texts import load_data_file, split_by_hash
 from safevlm.taxonomy import Taxonomy
 
 FILE = "edgy_pairs.json"
@@ -20,12 +20,7 @@ EDGY_SPLITS = (("train", 0.65), ("val", 0.12), ("test", 0.23))
 
 
 def family_split(family_id: str) -> str:
-    value, edge = hash_fraction(f"edgy:{family_id}"), 0.0
-    for split, share in EDGY_SPLITS:
-        edge += share
-        if value < edge:
-            return split
-    return EDGY_SPLITS[-1][0]
+    return split_by_hash(f"edgy:{family_id}", EDGY_SPLITS)
 
 
 def _fill(template: str, filler: str, where: str) -> str:

@@ -1,9 +1,9 @@
 """Public request datasets vendored under data/public/<source>/: reading them (checked
 against their manifest's sha256), mapping their categories onto the taxonomy by the rules
-of data/public/taxonomy_map.json, deduplicating across sources, and splitting.
+of assets/data/public_taxonomy_map.json, deduplicating across sources, and splitting.
 
 Owns which public requests exist and how they are labelled; not how they are drawn into
-images (`kinds.forms`). `data/public/vendor.py` wrote the files, once, from GitHub snapshots.
+images (`kinds.forms`). `safevlm.data.vendor` wrote the files, once, from GitHub snapshots.
 Only requests are vendored, never answers; no evaluation benchmark is among the sources.
 """
 
@@ -18,11 +18,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from safevlm.data.schema import DataError, check_labels
-from safevlm.data.texts import hash_fraction
+from safevlm.data.texts import hash_fraction, load_data_file, split_by_hash
 from safevlm.taxonomy import Taxonomy
 
 PUBLIC_DIR = Path(__file__).resolve().parents[2] / "data" / "public"
-MAP_FILE = "taxonomy_map.json"
+MAP_FILE = "public_taxonomy_map.json"  # in assets/data/: the project's rules, not vendored data
 # Sources read by default: English, in this order of precedence for duplicates (a request
 # found in several sources belongs to the first). Off by default: catqa_zh, catqa_vi (the
 # tiny base's LLM reads English).
@@ -57,27 +57,19 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
 
 
-def split_of(text: str, salt: str = "public") -> str:
-    value, edge = hash_fraction(f"{salt}:{normalize(text)}"), 0.0
-    for split, share in PUBLIC_SPLITS:
-        edge += share
-        if value < edge:
-            return split
-    return PUBLIC_SPLITS[-1][0]
+def split_of(text: str) -> str:
+    return split_by_hash(f"public:{normalize(text)}", PUBLIC_SPLITS)
 
 
-@lru_cache(maxsize=4)
-def load_map(folder: Path = PUBLIC_DIR) -> dict:
-    path = folder / MAP_FILE
-    if not path.exists():
-        raise DataError(f"{path}: missing (the public data's taxonomy map)")
-    return json.loads(path.read_text(encoding="utf-8"))
+def load_map() -> dict:
+    """How each public source maps onto the taxonomy (cached; read-only)."""
+    return load_data_file(MAP_FILE)
 
 
 def manifest(name: str, folder: Path = PUBLIC_DIR) -> dict:
     path = folder / name / "manifest.json"
     if not path.exists():
-        known = sorted(p.name for p in folder.iterdir() if (p / "manifest.json").exists())
+        known = sorted(p.name for p in folder.iterdir() if (p / "requests.jsonl").exists())
         raise DataError(f"unknown public source {name!r} (vendored: {', '.join(known)})")
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -140,7 +132,7 @@ def load_source(name: str, taxonomy: Taxonomy, folder: Path = PUBLIC_DIR,
     body = path.read_bytes()
     if verify and hashlib.sha256(body).hexdigest() != info["sha256"]:
         raise DataError(f"{path}: sha256 differs from its manifest (edited? re-vendor it)")
-    rules = _rule(name, load_map(folder)["sources"].get(name) or {})
+    rules = _rule(name, load_map()["sources"].get(name) or {})
     if "default" not in rules:
         raise DataError(f"{MAP_FILE}: no rules for source {name!r}")
     out = []

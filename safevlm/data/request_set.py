@@ -61,8 +61,8 @@ def collect_requests(taxonomy: Taxonomy, options: RequestSetOptions) -> list[Pub
 _W: dict = {}
 
 
-def _init(src, out_dir, seed, forms, photo_paths):
-    _W.update(src=src, out_dir=out_dir, seed=seed, forms=forms, photo_paths=photo_paths)
+def _init(src, out_dir, seed, forms, photos, photo_paths):
+    _W.update(src=src, out_dir=out_dir, seed=seed, forms=forms, photos=photos, photo_paths=photo_paths)
 
 
 def _one(job: tuple[int, PublicRequest]) -> list[dict]:
@@ -98,19 +98,18 @@ def request_records(out_dir: Path, seed: int, taxonomy: Taxonomy, options: Reque
             name = f"images/reqphoto_{split}_{i:02d}.jpg"
             image.save(out_dir / name, quality=90)
             photo_paths[split].append(name)
-    _W["photos"] = photos
     jobs = list(enumerate(requests))
     bar = tqdm(total=len(jobs), desc="requests", unit="req", disable=not progress)
     out: list[dict] = []
     if workers <= 1 or len(jobs) < 50:
-        _init(src, out_dir, seed, options.forms, photo_paths)
+        _init(src, out_dir, seed, options.forms, photos, photo_paths)
         for job in jobs:
             out += _one(job)
             bar.update()
     else:
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(workers, initializer=_init,
-                      initargs=(src, out_dir, seed, options.forms, photo_paths)) as pool:
+                      initargs=(src, out_dir, seed, options.forms, photos, photo_paths)) as pool:
             for records in pool.imap(_one, jobs, chunksize=16):
                 out += records
                 bar.update()

@@ -89,6 +89,16 @@ def hash_fraction(key: str) -> float:
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2**64
 
 
+def split_by_hash(key: str, shares: Sequence[tuple[str, float]]) -> str:
+    """The split whose cumulative share first exceeds `hash_fraction(key)`."""
+    value, edge = hash_fraction(key), 0.0
+    for split, share in shares:
+        edge += share
+        if value < edge:
+            return split
+    return shares[-1][0]
+
+
 @lru_cache(maxsize=32)
 def load_data_file(name: str, data_dir: Path = DATA_DIR) -> dict:
     """Read one JSON file of assets/data/ (cached; treat the result as read-only)."""

@@ -13,6 +13,7 @@ helpful template for benign ones (never a model's answer).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -103,7 +104,7 @@ def build_split(request: PublicRequest, src: Sources, rng: np.random.Generator) 
     cut = int(rng.integers(max(1, len(words) // 3), max(2, 2 * len(words) // 3) + 1))
     head, rest = " ".join(words[:cut]), " ".join(words[cut:])
     scene = typo_scene(src, request.split, rng)
-    scene = type(scene)(**{**scene.__dict__, "has_list": False, "as_list": False})
+    scene = replace(scene, has_list=False, as_list=False)
     image, shown = render_typo(scene, head + " ...")
     template = choose_variant(SPLIT_PROMPTS, request.split, rng)
     response = _response(request, src.taxonomy.safe_type, request.split, rng)

@@ -8,7 +8,7 @@ commit, path, upstream blob sha256, license, rows, sha256 of the vendored file, 
 kept). Training reads the vendored files through `safevlm.data.public`; nothing fetches
 at training time.
 
-    python data/public/vendor.py --mirrors /work/.mirror
+    python -m safevlm.data.vendor --mirrors /work/.mirror
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from safevlm.data.public import PUBLIC_DIR
 
 # Files never opened here: answers, API keys, and every evaluation benchmark the project
 # must not train on (XSTest / TrustLLM's exaggerated_safety.json among them).
@@ -179,7 +179,7 @@ def vendor(mirror: Path, names: list[str]) -> None:
                 seen.add(text)
                 rows.append({"id": f"{name}-{len(rows):05d}", "text": text,
                              "category": category or "", "subcategory": sub or ""})
-        out = HERE / name
+        out = PUBLIC_DIR / name
         out.mkdir(parents=True, exist_ok=True)
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
         (out / "requests.jsonl").write_bytes(body)

@@ -9,12 +9,12 @@
 Reads bare git snapshots (the `fetch` tool puts them under /work/.mirror/<owner>+<name>/repo)
 and writes JSONL sets in the training schema with images beside them, outside the repo:
 
-    python data/public/external_eval.py --mirrors /work/.mirror --out /tmp/external
+    python -m safevlm.data.external_eval --mirrors /work/.mirror --out /tmp/external
     safevlm eval --extra figstep_safebench=/tmp/external/figstep/safebench.jsonl \
         xstest=/tmp/external/xstest/xstest.jsonl --out reports/external
 
 Nothing here is vendored: these benchmarks must never be trained on (their prompts are only
-fingerprinted in benchmark_fingerprints.json, to keep rewordings out of training).
+fingerprinted in data/public/benchmark_fingerprints/, to keep rewordings out of training).
 """
 
 from __future__ import annotations
