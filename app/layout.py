@@ -25,8 +25,9 @@ footer { display: none !important; }
 
 HEADER = """# 🛡️ SafeVLM
 Chat about an image with a vision-language model whose **safety head** rates every image and
-question *before* the answer starts (bars on the right). Flagged inputs get a safety hint
-and/or safety tokens. A research demo: answers can be wrong or unsafe.
+question *before* the answer starts (bars on the right). Clearly harmful requests get a written
+refusal; other flagged inputs are answered with a safety hint and/or safety tokens. A research
+demo: the safety head misses things and answers can be wrong or unsafe.
 """
 
 

@@ -68,7 +68,9 @@ def badge_html(decision: Decision | None, taxonomy, note: str = "", checking: bo
             label = taxonomy.type_labels[taxonomy.types.index(decision.type)]
             subtitle = f"{label} · level {taxonomy.level_labels[decision.level]}"
         else:
-            subtitle = "no risk type over its threshold"
+            over = [taxonomy.type_labels[taxonomy.types.index(t)] for t in decision.flagged_types]
+            subtitle = (f"{', '.join(over)} over threshold, but P(level ≥ 1) is under the level threshold"
+                        if over else "no risk type over its threshold")
         if note:
             subtitle += f" — {note}"
     return (
@@ -98,6 +100,8 @@ def details_markdown(update: ChatUpdate | None, taxonomy) -> str:
     decision = update.verdict.decision
     if not decision.flagged:
         hint = "none (the input was allowed, so the answer is the base model's)"
+    elif update.conditioned and decision.refusal:
+        hint = "not needed: the refusal template answered instead of the model"
     elif update.mode in ("hint", "both") and decision.hint:
         hint = f"“{quote(decision.hint)}”"
     elif update.mode == "tokens":
