@@ -16,7 +16,7 @@ from app.chat import file_path, generation_settings
 from app.chatlog import ChatLog
 from app.errors import USER_ERRORS, shown
 from app.safety_settings import check_mode
-from app.served import remove_upload
+from app.served import UPLOADS
 from app.settings import AppSettings
 from app.worker import ModelWorker
 from safevlm.engine import ChatEngine, ChatUpdate, clean_prompt
@@ -47,15 +47,15 @@ class ChatApi:
     ) -> dict:
         """One non-streamed turn for API clients: the JSON of `safevlm chat --json` plus "log"
         ({"logged": false}, or the session and turn ids and the secret that deletes them).
-        The upload is deleted from the server when the call ends. Errors raise gr.Error with
-        one line."""
+        The upload is deleted from the server when the call ends, unless another call sent the
+        same bytes and still needs them (`UploadClaims`). Errors raise gr.Error with one line."""
         try:
             try:
                 return self._chat(image, prompt, mode, thresholds, log)
             finally:
                 path = file_path(image) if image else ""
                 if path and is_in_or_equal(path, get_upload_folder()):
-                    remove_upload(path)
+                    UPLOADS.release(path)
         except gr.Error:
             raise
         except USER_ERRORS as error:

@@ -19,9 +19,11 @@ if __package__ in (
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from app.handlers import Handlers  # noqa: E402
 from app.layout import CSS, build_layout  # noqa: E402
+from app.served import UPLOADS, CountUploads  # noqa: E402
 from app.settings import EXAMPLES_DIR, AppSettings  # noqa: E402
 from safevlm.bases import BaseError  # noqa: E402
 from safevlm.engine import ChatEngine  # noqa: E402
@@ -59,6 +61,8 @@ def launch_options(settings: AppSettings) -> dict:
         "show_error": False,
         "ssr_mode": False,
         "footer_links": [],
+        # counts uploads, so an API call deletes an upload only when no other call needs it
+        "app_kwargs": {"middleware": [Middleware(CountUploads, claims=UPLOADS)]},
     }
 
 

@@ -362,6 +362,42 @@ def test_chat_with_log_false_writes_nothing_and_keeps_no_upload(served, client, 
     assert uploaded_images(upload_dir, CAT) == [], "the API upload is deleted after the call"
 
 
+def test_calls_sending_the_same_image_at_once_all_answer_and_the_upload_goes_after_the_last(
+    served, client, upload_dir
+):
+    """Gradio stores an upload under the hash of its bytes: three callers sending one image
+    share one file, and the first call to end must not delete it from under the others."""
+    from gradio_client import handle_file
+
+    jobs = [client.submit(handle_file(str(CAT)), f"Caller {n}: what animal is this?", "", "", False,
+                          api_name="/chat") for n in range(3)]
+    results = [job.result(timeout=120) for job in jobs]
+    assert all(r["response"] and r["log"] == {"logged": False} for r in results)
+    assert uploaded_images(upload_dir, CAT) == [], "the last call to end deletes the upload"
+
+
+def test_an_upload_is_deleted_when_its_last_claim_goes_and_no_upload_is_being_received(tmp_path, upload_dir):
+    from app.served import UploadClaims
+
+    path = upload_dir / "abc" / "cat.png"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(CAT.read_bytes())
+    claims = UploadClaims()
+    claims.claim([str(path), str(path)])  # two callers sent the same bytes
+    assert claims.release(path) is False and path.exists() and claims.count(path) == 1
+    claims.receiving()  # a third upload, maybe of the same bytes, is arriving
+    assert claims.release(path) is False and path.exists()
+    claims.received([str(path)])  # it was: the file stays for that caller
+    assert path.exists() and claims.count(path) == 1
+    claims.receiving()
+    assert claims.release(path) is False and path.exists()
+    claims.received([])  # that upload failed: nothing claims the file now
+    assert not path.exists() and claims.count(path) == 0
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"x")
+    assert claims.release(outside) is False and outside.exists(), "only uploads are deleted"
+
+
 def test_an_api_caller_deletes_its_own_turn_with_the_secret_only_it_received(served, client, upload_dir):
     from gradio_client import handle_file
 

@@ -182,10 +182,10 @@ def collate_lm(model: SafeVLM, examples: list[Example], conditioning: list[dict]
 
 
 def lm_loss(model: SafeVLM, batch: dict) -> torch.Tensor:
-    """Next-token loss on the answers; bf16 autocast on CPU halves the step time."""
+    """Next-token loss on the answers: mixed precision on a GPU, fp32 on a CPU (a CPU without
+    native bf16 runs the bf16 backward ~50x slower: 41 s against 0.7 s for 2x64 tokens here)."""
     device = model.base.device
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cpu" else torch.autocast(device.type)
-    with ctx:
+    with torch.autocast(device.type, enabled=device.type == "cuda"):
         out = model.base.lm(inputs_embeds=batch["inputs_embeds"].to(device),
                             attention_mask=batch["attention_mask"].to(device),
                             labels=batch["labels"].to(device), use_cache=False)
