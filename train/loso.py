@@ -2,10 +2,10 @@
 
 For each public harmful source S: train the safety head (stage 1, phase A, on cached
 features) on the train split without S and without any request of another source that
-rewords one of S's (word Jaccard >= 0.7), calibrate the thresholds on val without S, then
-report S's flagged rate over all of its records in every form, beside the false-flag rates
-of held-out (test split) ordinary requests and held-out edgy benign requests (whole
-families never seen in training), by form. Numbers at the fold's own calibrated
+rewords one of S's (word Jaccard >= 0.7), calibrate temperatures and thresholds on val
+without S as the recipe does, then report S's flagged rate over all of its records in every
+form, beside the false-flag rates of held-out (test split) ordinary requests and held-out
+edgy benign requests (whole families never seen in training), by form. Numbers at the fold's own calibrated
 thresholds and at the shipped checkpoint's thresholds.
 
     python -m train.loso --data data/gen --init runs/default/stage1 --out reports/loso
@@ -26,7 +26,7 @@ from safevlm.data.public import PublicRequest, load_map, near_duplicates
 from safevlm.model import SafeVLM
 from safevlm.policy import Thresholds, decide
 from safevlm.reader import Reader
-from train.calibrate import calibrate, head_probabilities
+from train.calibrate import calibrate_model, head_probabilities
 from train.features import FeatureCache, build_examples, collate_head
 from train.loop import TrainConfig, seed_everything, train
 from train.stage1_safety import HEAD_DEFAULTS, head_loss, load_split, shuffled_batches
@@ -92,9 +92,9 @@ def run_fold(name: str, held: set[str], model_factory, train_ex, val_ex, test_ex
           head_loss(model, model.config.safety_loss_weight), cfg, out / name, len(keep),
           f"loso-{name}")
     val = [e for e in val_ex if _source(e) not in held]
-    safe = model.taxonomy.safe_index
-    thresholds, calib = calibrate(head_probabilities(model, val), [e.type_index != safe for e in val],
-                                  model.taxonomy)
+    # as the recipe does: temperatures, then thresholds within each safe group's budget
+    calib = calibrate_model(model, val)
+    thresholds = Thresholds.default(model.taxonomy)
     ordinary = [e for e in test_ex if e.level == 0 and not _is_edgy(e)]
     edgy = [e for e in test_ex if e.level == 0 and _is_edgy(e)]
     result = {"held_out": sorted(held), "train_examples": len(keep),
@@ -114,7 +114,8 @@ def run_fold(name: str, held: set[str], model_factory, train_ex, val_ex, test_ex
 
 def markdown(results: dict) -> str:
     lines = ["# Leave-one-source-out: the safety head on public requests it never saw", "",
-             "Flagged share at each fold's val-calibrated thresholds (3% safe val flagged at most); "
+             "Flagged share at each fold's val-calibrated thresholds (as the recipe calibrates: at most 5% "
+             "of edgy benign, 2% of ordinary and 8% of generated safe val inputs flagged); "
              "held-out harmful = the source's level 2-3 records in every form (text about a photo, "
              "typographic, split between image and text).", "",
              "| held-out source | harmful flagged | text | typo | split | ordinary test flagged | "
