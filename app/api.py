@@ -20,15 +20,16 @@ from app.served import UPLOADS
 from app.settings import AppSettings
 from app.worker import ModelWorker
 from safevlm.engine import ChatEngine, ChatUpdate, clean_prompt
+from safevlm.errors import UserError
 from safevlm.images import ImageError, load_image
 from safevlm.policy import ThresholdError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)  # not `log`: /chat has a parameter of that name
 
 MAX_THRESHOLDS_CHARS = 4000  # a few dozen names and numbers; anything longer is not thresholds
 
 
-class RequestError(ValueError):
+class RequestError(UserError, ValueError):
     """A /chat or /delete request with a value of the wrong type."""
 
 
@@ -61,7 +62,7 @@ class ChatApi:
         except USER_ERRORS as error:
             raise shown(error) from None
         except Exception as error:  # a bug: one line for the caller, the traceback in the log
-            log.exception("API chat failed")
+            logger.exception("API chat failed")
             raise gr.Error(
                 f"The model failed on this request ({type(error).__name__}).", print_exception=False
             ) from None

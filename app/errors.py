@@ -3,12 +3,11 @@ the one line the browser shows for them. Decides no edge itself: the handlers ca
 
 import gradio as gr
 
-from safevlm.engine import PromptError
-from safevlm.images import ImageError
-from safevlm.policy import ThresholdError
+from safevlm.errors import UserError
 
-# The one-line errors a person can fix; anything else is a bug, logged and shown generically.
-USER_ERRORS = (ImageError, PromptError, ThresholdError, ValueError)
+# The one-line errors a person can fix (an image, a prompt, thresholds, a mode, a request);
+# anything else, a bare ValueError included, is a bug: logged and shown generically.
+USER_ERRORS = (UserError,)
 
 
 def one_line(error: BaseException) -> str:

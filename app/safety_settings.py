@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from app.errors import one_line
 from app.panel import ACTION_COLOURS, IDLE_COLOUR
 from app.session import ChatSession
-from safevlm.engine import ChatEngine
+from safevlm.engine import ChatEngine, ModeError
 from safevlm.policy import ThresholdError, Thresholds, decide
 
 MODES = ("hint", "tokens", "both", "off")
@@ -40,7 +40,7 @@ def check_mode(mode: str | None, default_mode: str) -> str:
     """The conditioning mode to use; empty means the checkpoint's default."""
     mode = (mode or "").strip() or default_mode
     if mode not in MODES:
-        raise ValueError(f"mode must be one of hint, tokens, both, off; got {mode!r}")
+        raise ModeError(f"mode must be one of hint, tokens, both, off; got {mode!r}")
     return mode
 
 

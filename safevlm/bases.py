@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from safevlm.errors import SafeVLMError
 from safevlm.taxonomy import ASSETS_DIR
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PHRASES_PATH = ASSETS_DIR / "imagenet_phrases.json"
 
 
-class BaseError(RuntimeError):
+class BaseError(SafeVLMError, RuntimeError):
     """A base that cannot be built or loaded; the message says what to install or pass."""
 
 

@@ -20,6 +20,7 @@ import torch
 
 from safevlm.bases import Base, load_base
 from safevlm.config import MODES, SafeVLMConfig
+from safevlm.errors import UserError
 from safevlm.images import LoadedImage, load_image
 from safevlm.model import GenerationSettings, ImageFeatures, SafeVLM
 from safevlm.policy import Decision, Thresholds, decide
@@ -36,8 +37,12 @@ MAX_PROMPT_CHARS = 4000
 MAX_HISTORY_TURNS = 6
 
 
-class PromptError(ValueError):
+class PromptError(UserError, ValueError):
     """A prompt that cannot be answered (empty, too long); the message says why."""
+
+
+class ModeError(UserError, ValueError):
+    """A conditioning mode that is not one of `MODES`."""
 
 
 def clean_prompt(prompt: str | None, allow_empty: bool = False) -> str:
@@ -285,7 +290,7 @@ class ChatEngine:
         prompt = clean_prompt(prompt)
         mode = mode or self.model.config.default_mode
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+            raise ModeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         verdict = self.classify(image, prompt, thresholds)
         t_verdict = time.perf_counter()
         flagged = verdict.decision.flagged

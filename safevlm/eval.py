@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from safevlm.data.schema import Record
+from safevlm.errors import SafeVLMError
 from safevlm.metrics import auroc, breakdown, counted, ece, pairs, rate
 from safevlm.policy import Thresholds
 from safevlm.refusal import is_refusal
@@ -33,7 +34,7 @@ AUTO_EXTRA = ("figstep_eval/figstep_eval.jsonl", "figstep/eval.jsonl")
 PROMPT_CHARS = 300  # how much of a prompt the per-record outputs keep
 
 
-class EvalError(ValueError):
+class EvalError(SafeVLMError, ValueError):
     """An eval set that yields no numbers (empty, or no record readable); says which."""
 
 

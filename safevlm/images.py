@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from safevlm.errors import UserError
+
 MAX_PIXELS = 40_000_000  # ~ 6300 x 6300; larger files are refused before decoding
 MAX_BYTES = 50 * 1024 * 1024
 MAX_SIDE = 2048  # larger images are downscaled once, on intake
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An input that is not a usable image; the message says what is wrong."""
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from safevlm.bases import IMAGE_PLACEHOLDER, Base
 from safevlm.config import SafeVLMConfig
+from safevlm.errors import SafeVLMError
 from safevlm.modules import SafetyHead, SafetyMember, SafetyProjector, SafetyTokens
 from safevlm.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 
@@ -43,7 +44,7 @@ def _one_line(error: Exception, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SafeVLMError, RuntimeError):
     """A checkpoint that cannot be loaded onto this base; the message says what to pass."""
 
 

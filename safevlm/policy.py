@@ -17,12 +17,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+from safevlm.errors import UserError
 from safevlm.taxonomy import GENERATE, RESPONSES, TEMPLATE, Taxonomy
 
 ALLOW, CAUTION, REFUSE = "allow", "caution", "refuse"
 
 
-class ThresholdError(ValueError):
+class ThresholdError(UserError, ValueError):
     """Thresholds that cannot be used; the message says which value and why."""
 
 

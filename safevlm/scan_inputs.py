@@ -11,13 +11,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from safevlm.errors import SafeVLMError
 from safevlm.taxonomy import Taxonomy
 
 DEFAULT_PROMPT = "Describe this image."  # = safevlm.engine.DEFAULT_PROMPT, without importing torch
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 
 
-class ScanError(ValueError):
+class ScanError(SafeVLMError, ValueError):
     """An input or output folder the scan cannot use; the message says what to pass instead."""
 
 

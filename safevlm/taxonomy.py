@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safevlm.errors import SafeVLMError
+
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_TAXONOMY_PATH = ASSETS_DIR / "taxonomy.json"
 # How a flagged input is answered: the model, conditioned ("generate", the paper's way), or
@@ -20,7 +22,7 @@ RESPONSES = (GENERATE, TEMPLATE)
 GENERIC_REFUSAL = "I can't help with that request. I'm happy to help with something else."
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(SafeVLMError, ValueError):
     """A taxonomy file that cannot be used; the message names the file and the problem."""
 
 

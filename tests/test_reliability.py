@@ -682,3 +682,67 @@ def test_two_annotators_at_once_keep_every_label_and_the_latest_wins(tmp_path, c
             newest = max(history, key=lambda h: h["id"])
             current = store.get_turn(turn_id)
             assert (current["annotation_id"], current["note"]) == (newest["id"], newest["note"])
+
+
+# --- one error root ------------------------------------------------------------------------------
+
+
+def error_classes() -> dict[str, type]:
+    from app.api import RequestError
+    from safevlm.bases import BaseError
+    from safevlm.cli import CLIError
+    from safevlm.data.schema import DataError
+    from safevlm.engine import ModeError, PromptError
+    from safevlm.eval import EvalError
+    from safevlm.images import ImageError
+    from safevlm.model import CheckpointError
+    from safevlm.policy import ThresholdError
+    from safevlm.scan_inputs import ScanError
+    from safevlm.store import StoreError
+    from safevlm.taxonomy import TaxonomyError
+
+    return {c.__name__: c for c in (RequestError, BaseError, CLIError, DataError, ModeError, PromptError,
+                                    EvalError, ImageError, CheckpointError, ThresholdError, ScanError,
+                                    StoreError, TaxonomyError)}
+
+
+USERS_TO_FIX = {"RequestError", "ModeError", "PromptError", "ImageError", "ThresholdError"}
+
+
+@pytest.mark.parametrize("name", sorted(error_classes()))
+def test_every_error_has_one_root_and_only_a_persons_input_counts_as_theirs(name):
+    from app.errors import USER_ERRORS
+    from safevlm.errors import SafeVLMError
+
+    cls = error_classes()[name]
+    assert issubclass(cls, SafeVLMError)
+    assert issubclass(cls, USER_ERRORS) is (name in USERS_TO_FIX)
+
+
+def test_a_bare_value_error_in_the_model_is_a_bug_not_the_callers_mistake(
+    handlers, db_path, logged_once, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise ValueError("internal shape mismatch 3 != 4")
+
+    monkeypatch.setattr(handlers.engine, "chat", broken)
+    with pytest.raises(gr.Error) as error:
+        handlers.api_chat(uploaded(CAT), "What is this?")
+    assert error.value.message == "The model failed on this request (ValueError)."
+    monkeypatch.undo()
+    assert_keeps_serving(handlers, db_path, logged_once)
+
+
+def test_the_api_refuses_an_unknown_mode_with_one_line(handlers, db_path, logged_once):
+    with pytest.raises(gr.Error, match="mode must be one of hint, tokens, both, off") as error:
+        handlers.api_chat(uploaded(CAT), "What is this?", "loud")
+    assert_one_line(error.value.message)
+    assert count_turns(db_path) == logged_once
+
+
+def test_the_cli_reports_any_safevlm_error_in_one_line(capsys, tmp_path):
+    missing = tmp_path / "no-such-data"
+    assert cli_main(["eval", "--data", str(missing), "--chat-limit", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err
+    assert_one_line(err)

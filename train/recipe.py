@@ -165,21 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                                            *steps2, *smoke]),
              timings, record)
     eval_dir = out / "eval"
-    try:
-        from safevlm import eval as evaluation
-    except ImportError:
-        evaluation = None
-    if evaluation is not None:
-        # eval finds the FigStep-like held-out set beside the data by itself
-        eval_args = ["eval", *base, "--data", str(data), "--split", "test", "--checkpoint", str(out / "stage2"),
-                     "--out", str(eval_dir), "--chat-limit", str(4 if args.smoke else args.chat_limit)]
-        if args.smoke:
-            eval_args += ["--limit", "32", "--max-new-tokens", "8"]
-        elif args.eval_limit:
-            eval_args += ["--limit", str(args.eval_limit)]
-        from safevlm.cli import main as cli_main
+    # eval finds the FigStep-like held-out set beside the data by itself
+    eval_args = ["eval", *base, "--data", str(data), "--split", "test", "--checkpoint", str(out / "stage2"),
+                 "--out", str(eval_dir), "--chat-limit", str(4 if args.smoke else args.chat_limit)]
+    if args.smoke:
+        eval_args += ["--limit", "32", "--max-new-tokens", "8"]
+    elif args.eval_limit:
+        eval_args += ["--limit", str(args.eval_limit)]
+    from safevlm.cli import main as cli_main
 
-        run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings, record)
+    run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings, record)
     def check_examples():
         from safevlm.engine import ChatEngine
         from safevlm.eval import evaluate_app_examples

@@ -14,10 +14,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from safevlm.errors import SafeVLMError
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-class CLIError(Exception):
+class CLIError(SafeVLMError):
     """An error to print as one line and exit non-zero."""
 
 
@@ -177,14 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable]:
     """Commands with a module of their own in this package (eval, scan, bench)."""
-    registers = []
-    for module in ("safevlm.cli.eval", "safevlm.cli.scan", "safevlm.cli.bench"):
-        try:
-            mod = __import__(module, fromlist=["register_cli"])
-        except ImportError:
-            continue
-        registers.append(mod.register_cli)
-    return registers
+    return [__import__(module, fromlist=["register_cli"]).register_cli
+            for module in ("safevlm.cli.eval", "safevlm.cli.scan", "safevlm.cli.bench")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,15 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    from safevlm.bases import BaseError
-    from safevlm.images import ImageError
-    from safevlm.model import CheckpointError
-    from safevlm.policy import ThresholdError
-    from safevlm.taxonomy import TaxonomyError
-
     try:
         return args.func(args)
-    except (CLIError, BaseError, CheckpointError, ImageError, ThresholdError, TaxonomyError) as e:
+    except SafeVLMError as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 from safevlm.cli import CLIError, add_model_args, load_engine
-from safevlm.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS, EvalError, eval_sets, run_eval
+from safevlm.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS, eval_sets, run_eval
 from safevlm.eval_report import summary_table, write_report
 
 
 def cmd_eval(args) -> int:
-    from safevlm.data.schema import DataError
-
     if not args.data and not args.extra:
         raise CLIError("pass --data DIR (reads DIR/<split>.jsonl) and/or --extra FILE.jsonl")
     if args.chat_limit < 0 or args.max_new_tokens < 1:
         raise CLIError("--chat-limit must be >= 0 and --max-new-tokens >= 1")
     engine = load_engine(args)
     thresholds = engine.thresholds(args.thresholds)
-    try:
-        sets = eval_sets(args.data, args.split, args.extra or [], engine.taxonomy, args.limit, args.seed)
-    except DataError as e:
-        raise CLIError(str(e)) from None
+    sets = eval_sets(args.data, args.split, args.extra or [], engine.taxonomy, args.limit, args.seed)
     settings = {"data": args.data, "split": args.split, "extra": list(args.extra or []),
                 "limit": args.limit, "base_arg": args.base}
-    try:
-        results = run_eval(engine, sets, thresholds, args.chat_limit, args.max_new_tokens, args.seed,
-                           args.mode, progress=not args.no_progress, settings=settings)
-    except EvalError as e:
-        raise CLIError(str(e)) from None
+    results = run_eval(engine, sets, thresholds, args.chat_limit, args.max_new_tokens, args.seed,
+                       args.mode, progress=not args.no_progress, settings=settings)
     report = write_report(results, args.out)
     print(summary_table(results))
     print(f"report: {report}")

@@ -9,21 +9,16 @@ from pathlib import Path
 
 from safevlm.cli import CLIError, add_model_args, load_engine
 from safevlm.scan import scan
-from safevlm.scan_inputs import ScanError, find_items
+from safevlm.scan_inputs import find_items
 from safevlm.scan_report import THUMBS_DIR
 
 log = logging.getLogger(__name__)
 
 
 def cmd_scan(args) -> int:
-    from safevlm.data.schema import DataError
-
     if args.batch_size < 1 or args.top < 0 or args.limit < 0:
         raise CLIError("--batch-size must be >= 1, --top and --limit >= 0")
-    try:  # the input is checked before the model loads
-        items = find_items(args.path, args.prompt, args.image_root)
-    except (ScanError, DataError) as e:
-        raise CLIError(str(e)) from None
+    items = find_items(args.path, args.prompt, args.image_root)  # checked before the model loads
     thumbs = (Path(args.out) / THUMBS_DIR).resolve()
     items = [i for i in items if i.image is None or thumbs not in i.image.resolve().parents]
     if args.limit:
@@ -37,19 +32,16 @@ def cmd_scan(args) -> int:
         "prompt": args.prompt,
         "image_root": str(Path(args.image_root).resolve()) if args.image_root else None,
     }
-    try:
-        result = scan(
-            engine,
-            items,
-            args.out,
-            thresholds,
-            batch_size=args.batch_size,
-            top=args.top,
-            progress=not args.no_progress,
-            source=json.dumps(source, sort_keys=True),
-        )
-    except ScanError as e:
-        raise CLIError(str(e)) from None
+    result = scan(
+        engine,
+        items,
+        args.out,
+        thresholds,
+        batch_size=args.batch_size,
+        top=args.top,
+        progress=not args.no_progress,
+        source=json.dumps(source, sort_keys=True),
+    )
     print(result.summary())
     log.info("scan result: %s", asdict(result))
     return 0

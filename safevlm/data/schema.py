@@ -12,13 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safevlm.errors import SafeVLMError
 from safevlm.taxonomy import Taxonomy, load_taxonomy
 
 SPLITS = ("train", "val", "test")
 REQUIRED_KEYS = ("image", "prompt", "response", "type", "level", "source", "split")
 
 
-class DataError(ValueError):
+class DataError(SafeVLMError, ValueError):
     """Data that cannot be used; the message names the file (and line) and the problem."""
 
 

@@ -4,6 +4,8 @@ Every failure (SQLite, files, bad values) becomes one, with a message that says 
 the app and the CLI catch it once and show it as one line.
 """
 
+from safevlm.errors import SafeVLMError
 
-class StoreError(RuntimeError):
+
+class StoreError(SafeVLMError, RuntimeError):
     """The log cannot do what was asked; the message says why and what to do."""
