@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from safevlm.assets import ASSETS_DIR
 from safevlm.errors import SafeVLMError
-from safevlm.taxonomy import ASSETS_DIR
 
 log = logging.getLogger(__name__)
 

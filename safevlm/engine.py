@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from safevlm.assets import ASSETS_DIR
 from safevlm.bases import Base, load_base
 from safevlm.config import MODES, SafeVLMConfig
 from safevlm.errors import UserError
@@ -25,7 +26,7 @@ from safevlm.images import LoadedImage, load_image
 from safevlm.model import GenerationSettings, ImageFeatures, SafeVLM
 from safevlm.policy import Decision, Thresholds, decide
 from safevlm.reader import Reader
-from safevlm.taxonomy import ASSETS_DIR, Taxonomy
+from safevlm.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 

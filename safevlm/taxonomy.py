@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safevlm.assets import ASSETS_DIR
 from safevlm.errors import SafeVLMError
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_TAXONOMY_PATH = ASSETS_DIR / "taxonomy.json"
 # How a flagged input is answered: the model, conditioned ("generate", the paper's way), or
 # the taxonomy's refusal for its type, streamed with no generation ("template").

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from safevlm.assets import ASSETS_DIR
 from safevlm.cli import main
 from safevlm.data.schema import Record, read_jsonl
 from safevlm.eval import (
@@ -18,7 +19,7 @@ from safevlm.eval import (
 )
 from safevlm.eval_report import write_report
 from safevlm.refusal import is_refusal
-from safevlm.taxonomy import ASSETS_DIR, load_taxonomy
+from safevlm.taxonomy import load_taxonomy
 
 TAXONOMY = load_taxonomy()
 

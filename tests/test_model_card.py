@@ -26,3 +26,26 @@ def test_an_ensemble_says_how_many_members_are_averaged(tmp_path):
 def test_a_run_with_no_files_still_writes_a_card(tmp_path):
     path = write_model_card(tmp_path / "data", tmp_path / "run", tmp_path / "CARD.md")
     assert path.read_text().startswith("# SafeVLM")
+
+
+def test_external_benchmarks_are_reported_with_their_sizes(tmp_path):
+    run = tmp_path / "run"
+    (run / "external").mkdir(parents=True)
+    cls = {"n": 450, "n_risky": 200, "n_safe": 250, "n_harmful": 200, "detection_rate": 0.75,
+           "detection_rate_harmful": 0.75, "false_flag_rate": 0.124, "auroc": {"not_safe_type": 0.888}}
+    chat = {"n_harmful": 10, "n_safe": 10,
+            "with_safety": {"answered_rate_harmful": 0.1, "over_refusal_rate_safe": 0.2}}
+    attacks = {**cls, "n": 500, "n_risky": 500, "n_safe": 0, "false_flag_rate": None,
+               "auroc": {"not_safe_type": None}, "detection_rate": 0.7}
+    (run / "external" / "eval.json").write_text(json.dumps({"sets": {
+        "xstest": {"classification": cls, "chat": chat},
+        "figstep_safebench": {"classification": attacks}}}))
+    card = write_model_card(tmp_path / "data", run, tmp_path / "CARD.md").read_text()
+    section = card.split("## External benchmarks", 1)[1].split("\n## ", 1)[0]
+    assert "| xstest | 450 | 75.0% of 200 | 75.0% of 200 | 12.4% of 250 | 0.888 | 10.0% of 10 | 20.0% of 10 |" in section
+    assert "| figstep_safebench | 500 | 70.0% of 500 | 75.0% of 200 | n/a | n/a | n/a | n/a |" in section
+
+
+def test_a_run_without_external_or_loso_reports_says_nothing_of_them(tmp_path):
+    card = write_model_card(tmp_path / "data", tmp_path / "run", tmp_path / "CARD.md").read_text()
+    assert "## External benchmarks" not in card and "## Leave-one-source-out" not in card

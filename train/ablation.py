@@ -17,10 +17,10 @@ import torch
 from safevlm.bases import load_base
 from safevlm.config import QUERY_SOURCES, SafeVLMConfig
 from safevlm.metrics import auroc
-from safevlm.model import ImageFeatures, SafeVLM
+from safevlm.model import SafeVLM
 from safevlm.policy import Thresholds, decide
 from safevlm.reader import Reader
-from train.features import FeatureCache, build_examples, collate_head
+from train.features import FeatureCache, build_examples, collate_head, head_probabilities
 from train.loop import base_parser, config_from_args, seed_everything, train
 from train.stage1_safety import HEAD_DEFAULTS, head_loss, load_split, shuffled_batches
 
@@ -30,20 +30,15 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def score(model: SafeVLM, examples) -> dict:
     tax, thr = model.taxonomy, Thresholds.default(model.taxonomy)
-    model.eval()
     risky, p_unsafe, flagged, groups = [], [], [], {}
-    for start in range(0, len(examples), 64):
-        chunk = examples[start : start + 64]
-        batch = collate_head(chunk)
-        out = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
-        for e, tp, lp in zip(chunk, out.type_probs.tolist(), out.level_probs.tolist(), strict=True):
-            is_risky = e.type_index != tax.safe_index
-            d = decide(tp, lp, tax, thr)
-            risky.append(int(is_risky))
-            p_unsafe.append(1 - tp[tax.safe_index])
-            flagged.append(d.flagged)
-            if e.record.group:
-                groups.setdefault(e.record.group, []).append((is_risky, d.flagged))
+    for e, (tp, lp) in zip(examples, head_probabilities(model, examples), strict=True):
+        is_risky = e.type_index != tax.safe_index
+        d = decide(tp, lp, tax, thr)
+        risky.append(int(is_risky))
+        p_unsafe.append(1 - tp[tax.safe_index])
+        flagged.append(d.flagged)
+        if e.record.group:
+            groups.setdefault(e.record.group, []).append((is_risky, d.flagged))
     n_risky, n_safe = sum(risky), len(risky) - sum(risky)
     pairs = [g for g in groups.values() if len(g) == 2 and g[0][0] != g[1][0]]
     separated = sum(all(r == f for r, f in g) for g in pairs)

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 import torch
 
 from safevlm.metrics import ece
-from safevlm.model import ImageFeatures, SafeVLM
+from safevlm.model import SafeVLM
 from safevlm.policy import Thresholds, decide
 from safevlm.taxonomy import Taxonomy
-from train.features import Example, collate_head
+from train.features import Example, head_logits, head_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,6 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return TEMPERATURES[min(range(len(nll)), key=nll.__getitem__)]
 
 
-@torch.no_grad()
-def head_logits(model: SafeVLM, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-    model.eval()
-    types, levels = [], []
-    for start in range(0, len(examples), 64):
-        batch = collate_head(list(examples[start : start + 64]))
-        res = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
-        types.append(res.type_logits.float().cpu())
-        levels.append(res.level_logits.float().cpu())
-    return torch.cat(types), torch.cat(levels)
-
-
 def calibrate_temperature(model: SafeVLM, examples: Sequence[Example]) -> dict:
     """Fit the type and level temperatures on `examples` (val) and set them in the model's
     config; returns the temperatures with the ECE and NLL before and after."""
@@ -70,19 +58,6 @@ def calibrate_temperature(model: SafeVLM, examples: Sequence[Example]) -> dict:
         report[f"{name}_ece_after"] = round(expected_calibration_error((logits / t).softmax(-1), y), 4)
     log.info("temperature scaling: %s", report)
     return report
-
-
-@torch.no_grad()
-def head_probabilities(model: SafeVLM, examples: Sequence[Example]) -> list[tuple[list[float], list[float]]]:
-    """(type_probs, level_probs) per example, from cached features."""
-    model.eval()
-    out = []
-    for start in range(0, len(examples), 64):
-        batch = collate_head(list(examples[start : start + 64]))
-        res = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
-        types, levels = res.type_logits.softmax(-1).cpu(), res.level_logits.softmax(-1).cpu()
-        out.extend(zip(types.tolist(), levels.tolist(), strict=True))
-    return out
 
 
 def rates(probs, risky: Sequence[bool], taxonomy: Taxonomy, thresholds: Thresholds,

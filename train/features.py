@@ -152,6 +152,32 @@ def collate_head(examples: list[Example]) -> dict:
     }
 
 
+HEAD_BATCH = 64
+
+
+@torch.no_grad()
+def head_logits(model: SafeVLM, examples: list[Example], batch_size: int = HEAD_BATCH
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Type and level logits (fitted temperatures applied) of cached examples, in batches:
+    the one pass that validation, calibration, the ablation and LOSO all score with."""
+    model.eval()
+    types, levels = [], []
+    for start in range(0, len(examples), batch_size):
+        batch = collate_head(list(examples[start : start + batch_size]))
+        out = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
+        types.append(out.type_logits.float().cpu())
+        levels.append(out.level_logits.float().cpu())
+    return torch.cat(types), torch.cat(levels)
+
+
+def head_probabilities(model: SafeVLM, examples: list[Example]) -> list[tuple[list[float], list[float]]]:
+    """(type_probs, level_probs) per cached example, in taxonomy order."""
+    if not examples:
+        return []
+    type_logits, level_logits = head_logits(model, examples)
+    return list(zip(type_logits.softmax(-1).tolist(), level_logits.softmax(-1).tolist(), strict=True))
+
+
 def image_features(model: SafeVLM, grid: torch.Tensor) -> ImageFeatures:
     """Base projector over a cached grid (cheap) to get the LLM's image tokens."""
     with torch.no_grad():

@@ -26,8 +26,8 @@ from safevlm.data.public import PublicRequest, load_map, near_duplicates
 from safevlm.model import SafeVLM
 from safevlm.policy import Thresholds, decide
 from safevlm.reader import Reader
-from train.calibrate import calibrate_model, head_probabilities
-from train.features import FeatureCache, build_examples, collate_head
+from train.calibrate import calibrate_model
+from train.features import FeatureCache, build_examples, collate_head, head_probabilities
 from train.loop import TrainConfig, seed_everything, train
 from train.stage1_safety import HEAD_DEFAULTS, head_loss, load_split, shuffled_batches
 

@@ -219,6 +219,25 @@ def _safety_targets(results: dict, loso: dict, examples: list[dict]) -> list[str
     return ["| target | wanted | measured | met |", "|---|---|---|---|", *rows]
 
 
+def _external_section(results: dict) -> list[str]:
+    """One row per external set: detection (all risky, harmful levels), false flags, AUROC,
+    and the full chat's answered and over-refusal rates with the safety modules on."""
+    rows = ["| set | n | flagged (risky) | flagged (harmful) | safe flagged | AUROC | "
+            "chat: harmful answered | chat: safe refused |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, entry in results["sets"].items():
+        cls, chat = entry["classification"], entry.get("chat") or {}
+        on = chat.get("with_safety") or {}
+        answered = (f"{_pct(on.get('answered_rate_harmful'))} of {chat.get('n_harmful')}"
+                    if on.get("answered_rate_harmful") is not None else "n/a")
+        refused = (f"{_pct(on.get('over_refusal_rate_safe'))} of {chat.get('n_safe')}"
+                   if on.get("over_refusal_rate_safe") is not None else "n/a")
+        safe = f"{_pct(cls['false_flag_rate'])} of {cls['n_safe']}" if cls.get("n_safe") else "n/a"
+        rows.append(f"| {name} | {cls['n']} | {_pct(cls['detection_rate'])} of {cls['n_risky']} | "
+                    f"{_pct(cls.get('detection_rate_harmful'))} of {cls.get('n_harmful')} | {safe} | "
+                    f"{_num(cls['auroc'].get('not_safe_type'))} | {answered} | {refused} |")
+    return rows
+
+
 def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = None) -> Path:
     summary = _load(data / "summary.json")
     recipe = _load(run / "recipe.json")
@@ -274,8 +293,10 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         "ordinary photo), `typo` (drawn in the image), `split` (half in the image, half in the prompt).", "",
         *_family_section(results), "",
         "## Targets (safety data at scale)", "",
-        "Measured on inputs unlike the training data: public sources held out whole (leave-one-"
-        "source-out), edgy families never seen, held-out fonts, layouts, phrasings and photos.", "",
+        "Measured on inputs unlike the training data: edgy families never seen, held-out fonts, "
+        "layouts, phrasings and photos" + (", and public sources held out whole (leave-one-source-out)"
+                                          if (run / "loso" / "loso.json").exists() else
+                                          "; leave-one-source-out was not run for this checkpoint") + ".", "",
         *_safety_targets(results, _load(run / "loso" / "loso.json"),
                          json.loads((run / "examples.json").read_text()) if (run / "examples.json").exists() else []),
         "",
@@ -285,6 +306,13 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
     if loso.exists():
         lines += ["## Leave-one-source-out", "", loso.read_text().split("\n", 1)[1].strip(), "",
                   "Reproduce: `python -m train.loso --data DATA --init RUN/stage1 --out RUN/loso`.", ""]
+    external = _load(run / "external" / "eval.json")
+    if external.get("sets"):
+        lines += ["## External benchmarks (evaluation only, never trained on)", "",
+                  *_external_section(external), "",
+                  "Reproduce: `python -m safevlm.data.external_eval --mirrors DIR --out EXT --photo PHOTO`, "
+                  "then `safevlm eval --data EXT/xstest --split xstest --extra "
+                  "figstep_safebench=EXT/figstep/safebench.jsonl --out RUN/external`.", ""]
     if ablation and (ablation / "ablation.md").exists():
         lines += ["## Query ablation (safety head only)", "",
                   "Hidden states of a frozen text pass vs raw token embeddings vs the authors' wiring "

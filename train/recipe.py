@@ -20,10 +20,10 @@ import shutil
 import time
 from pathlib import Path
 
+from safevlm.assets import ASSETS_DIR
 from safevlm.data.public import DEFAULT_SOURCES
 from safevlm.data.request_set import RequestSetOptions
 from safevlm.model import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE
-from safevlm.taxonomy import ASSETS_DIR
 
 log = logging.getLogger(__name__)
 SHIPPED = ASSETS_DIR / "checkpoint"

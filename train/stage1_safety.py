@@ -25,7 +25,14 @@ from safevlm.data.schema import read_jsonl
 from safevlm.model import SafeVLM
 from safevlm.reader import Reader
 from train.calibrate import calibrate_model
-from train.features import FeatureCache, build_examples, collate_head, collate_lm, lm_loss
+from train.features import (
+    FeatureCache,
+    build_examples,
+    collate_head,
+    collate_lm,
+    head_logits,
+    lm_loss,
+)
 from train.loop import TrainConfig, base_parser, config_from_args, seed_everything, train
 
 log = logging.getLogger(__name__)
@@ -68,23 +75,18 @@ def head_loss(model: SafeVLM, weight: float, label_smoothing: float = 0.05, memb
 @torch.no_grad()
 def head_accuracy(model: SafeVLM, examples) -> dict:
     """Quick validation numbers for the metrics file (the full report is `safevlm eval`)."""
-    from safevlm.model import ImageFeatures
-
     if not examples:
         return {}
-    model.eval()
     safe = model.taxonomy.safe_index
-    hits_type = hits_level = flagged_right = 0
-    for start in range(0, len(examples), 64):
-        batch = collate_head(examples[start : start + 64])
-        out = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
-        pred_type, pred_level = out.type_logits.argmax(-1).cpu(), out.level_logits.argmax(-1).cpu()
-        hits_type += int((pred_type == batch["type"]).sum())
-        hits_level += int((pred_level == batch["level"]).sum())
-        flagged_right += int(((pred_type != safe) == (batch["type"] != safe)).sum())
+    type_logits, level_logits = head_logits(model, examples)
+    pred_type, pred_level = type_logits.argmax(-1), level_logits.argmax(-1)
+    true_type = torch.tensor([e.type_index for e in examples])
+    true_level = torch.tensor([e.level for e in examples])
     n = len(examples)
-    return {"val_type_accuracy": hits_type / n, "val_level_accuracy": hits_level / n,
-            "val_risky_vs_safe_accuracy": flagged_right / n, "val_examples": n}
+    return {"val_type_accuracy": int((pred_type == true_type).sum()) / n,
+            "val_level_accuracy": int((pred_level == true_level).sum()) / n,
+            "val_risky_vs_safe_accuracy": int(((pred_type != safe) == (true_type != safe)).sum()) / n,
+            "val_examples": n}
 
 
 def copy_llm_tokens(model: SafeVLM, checkpoint: Path) -> int:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from safevlm.errors import SafeVLMError
+from safevlm.errors import SafeVLMError, UserError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -37,16 +37,16 @@ def add_model_args(p: argparse.ArgumentParser, json_output: bool = True) -> None
 
 
 def load_engine(args):
-    """The engine the model arguments name; malformed --thresholds fail here, before any
-    image is read."""
+    """The engine the model arguments name. --thresholds is parsed here, once, before any
+    image is read: `args.thresholds` becomes a `Thresholds` (or stays None)."""
     from safevlm.engine import ChatEngine
 
     kwargs = {}
     if args.quantization and args.quantization != "none":
         kwargs["quantization"] = args.quantization
     engine = ChatEngine.load(args.base, args.checkpoint, **kwargs)
-    if args.thresholds:  # fail early, before any image is read
-        engine.thresholds(args.thresholds)
+    if args.thresholds:
+        args.thresholds = engine.thresholds(args.thresholds)
     return engine
 
 
@@ -104,8 +104,6 @@ def _read_batch(path: str) -> list[dict]:
 
 
 def cmd_chat(args) -> int:
-    from safevlm.engine import PromptError
-    from safevlm.images import ImageError
     from safevlm.model import GenerationSettings
 
     if bool(args.batch) == bool(args.prompt):
@@ -123,7 +121,7 @@ def cmd_chat(args) -> int:
                 _emit({"image": item["image"], "prompt": item["prompt"], **result.to_dict()})
             else:
                 _stream_human(engine, item, kwargs)
-        except (ImageError, PromptError, ValueError) as e:
+        except UserError as e:  # this item's image, prompt, mode or thresholds
             failed += 1
             if args.batch:
                 _emit({"image": item["image"], "prompt": item["prompt"], "error": str(e)})

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from safevlm.assets import ASSETS_DIR
 from safevlm.data.schema import DataError, Record, check_labels, read_json_file
-from safevlm.taxonomy import ASSETS_DIR, Taxonomy, load_taxonomy
+from safevlm.taxonomy import Taxonomy, load_taxonomy
 
 DATA_DIR = ASSETS_DIR / "data"
 SPLIT_FRACTIONS = (("train", 0.65), ("val", 0.10), ("test", 0.25))
