@@ -173,7 +173,8 @@ def _safety_targets(results: dict, loso: dict, examples: list[dict]) -> list[str
                      for name, r in folds.items() for k in r["fold_thresholds"]["held_harmful_flagged"]
                      if k.startswith("form_")), default=(None, "", ""))
         overall = min(r["fold_thresholds"]["held_harmful_flagged"]["all"] for r in folds.values())
-        rows.append(_row("held-out public source flagged (worst source, all forms)", ">= 95%", _pct(overall),
+        rows.append(_row(f"held-out public source flagged (worst of the {len(folds)} fold(s) run: "
+                         f"{', '.join(folds)}; all forms)", ">= 95%", _pct(overall),
                          overall >= 0.95))
         rows.append(_row(f"... worst source and form ({worst[1]}, {worst[2].removeprefix('form_')})", ">= 95%",
                          _pct(worst[0]), worst[0] is not None and worst[0] >= 0.95))
