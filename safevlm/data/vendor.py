@@ -18,11 +18,14 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import subprocess
 import zipfile
 from pathlib import Path
 
 from safevlm.data.public import PUBLIC_DIR
+
+log = logging.getLogger(__name__)
 
 # Files never opened here: answers, API keys, and every evaluation benchmark the project
 # must not train on (XSTest / TrustLLM's exaggerated_safety.json among them).
@@ -191,7 +194,7 @@ def vendor(mirror: Path, names: list[str]) -> None:
             "kept": "request text and category labels only (exact duplicates within the file dropped)",
         }
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        print(f"{name}: {len(rows)} rows")
+        log.info("%s: %d rows", name, len(rows))
 
 
 if __name__ == "__main__":
@@ -199,4 +202,5 @@ if __name__ == "__main__":
     p.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     p.add_argument("sources", nargs="*", default=list(SOURCES))
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     vendor(args.mirrors, args.sources)
