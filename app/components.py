@@ -14,38 +14,20 @@ LOOKUP = {
 }  # store reads/writes: never wait for the model
 
 
+def _bars(frame, x: str, color: str, title: str, sort: list, **options) -> gr.BarPlot:
+    """Probability bars on a 0..1 axis, one per row of `frame`, in `sort` order."""
+    return gr.BarPlot(frame, x=x, y="probability", color=color, y_lim=[0, 1], sort=sort, title=title,
+                      x_title=" ", show_label=False, **options)
+
+
 def type_plot(taxonomy, **options) -> gr.BarPlot:
     """Bars of the risk type probabilities in taxonomy order, coloured by threshold status."""
-    return gr.BarPlot(
-        type_frame(taxonomy),
-        x="type",
-        y="probability",
-        color="status",
-        color_map=TYPE_STATUS_COLOURS,
-        y_lim=[0, 1],
-        sort=list(taxonomy.type_labels),
-        title="Risk type",
-        x_title=" ",
-        x_label_angle=-30,
-        color_title=" ",
-        show_label=False,
-        **options,
-    )
+    return _bars(type_frame(taxonomy), "type", "status", "Risk type", list(taxonomy.type_labels),
+                 color_map=TYPE_STATUS_COLOURS, x_label_angle=-30, color_title=" ", **options)
 
 
 def level_plot(taxonomy, **options) -> gr.BarPlot:
     """Bars of the risk level probabilities, one colour per level."""
-    return gr.BarPlot(
-        level_frame(taxonomy),
-        x="level",
-        y="probability",
-        color="level",
-        color_map=dict(zip(taxonomy.level_labels, LEVEL_COLOURS, strict=False)),
-        colors_in_legend=[],
-        y_lim=[0, 1],
-        sort=list(taxonomy.level_labels),
-        title="Risk level",
-        x_title=" ",
-        show_label=False,
-        **options,
-    )
+    colours = dict(zip(taxonomy.level_labels, LEVEL_COLOURS, strict=False))
+    return _bars(level_frame(taxonomy), "level", "level", "Risk level", list(taxonomy.level_labels),
+                 color_map=colours, colors_in_legend=[], **options)

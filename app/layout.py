@@ -12,10 +12,11 @@ from app.api import chat_endpoint, delete_endpoint
 from app.components import LOOKUP, MODEL, PRIVATE, QUICK, level_plot, type_plot
 from app.handlers import Handlers
 from app.panel import badge_html, details_markdown
-from app.safety_settings import MODES, default_values
+from app.safety_settings import default_values
 from app.served import CACHE_SWEEP
 from app.session import ChatSession
 from app.settings import load_examples
+from safevlm.config import MODES
 
 CSS = """
 .safevlm-panel .block { margin-bottom: 0 !important; }

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from safevlm.config import Mode
 from safevlm.engine import ChatUpdate
 from safevlm.policy import Decision, Thresholds
 
@@ -102,9 +103,9 @@ def details_markdown(update: ChatUpdate | None, taxonomy) -> str:
         hint = "none (the input was allowed, so the answer is the base model's)"
     elif update.conditioned and decision.refusal:
         hint = "not needed: the refusal template answered instead of the model"
-    elif update.mode in ("hint", "both") and decision.hint:
+    elif Mode(update.mode).uses_hint and decision.hint:
         hint = f"“{quote(decision.hint)}”"
-    elif update.mode == "tokens":
+    elif update.mode == Mode.TOKENS:
         hint = f"not inserted (mode *tokens*: safety tokens instead). It would be: “{quote(decision.hint or '')}”"
     else:
         hint = f"not inserted (mode *{update.mode}*). It would be: “{quote(decision.hint or '')}”"

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from app.errors import one_line
 from app.panel import ACTION_COLOURS, IDLE_COLOUR
 from app.session import ChatSession
-from safevlm.engine import ChatEngine, ModeError
+from safevlm.config import Mode
+from safevlm.engine import ChatEngine
 from safevlm.policy import ThresholdError, Thresholds, decide
-
-MODES = ("hint", "tokens", "both", "off")
 
 
 def thresholds_from_values(engine: ChatEngine, values: Sequence) -> Thresholds:
@@ -36,12 +35,9 @@ def default_values(engine: ChatEngine) -> list:
     return [defaults.types[name] for name in engine.taxonomy.risk_types] + [defaults.level, template]
 
 
-def check_mode(mode: str | None, default_mode: str) -> str:
+def check_mode(mode: str | None, default_mode: str) -> Mode:
     """The conditioning mode to use; empty means the checkpoint's default."""
-    mode = (mode or "").strip() or default_mode
-    if mode not in MODES:
-        raise ModeError(f"mode must be one of hint, tokens, both, off; got {mode!r}")
-    return mode
+    return Mode.parse((mode or "").strip() or default_mode)
 
 
 def thresholds_note(engine: ChatEngine, thresholds: Thresholds) -> str:

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from safevlm.config import MODES
+
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = Path("bench") / "results.json"  # the --out default of `safevlm bench`
@@ -393,7 +395,7 @@ def run(base: str = "tiny", checkpoint: str | None = None, quick: bool = False,
     section("classify")
     results["scan"] = measure_scan(engine, n=8 if quick else 96)
     section("scan")
-    modes = ("hint", "tokens", "both", "off")
+    modes = MODES
     results["chat"] = measure_chat(engine, settings, repeats=1 if quick else 3, modes=modes,
                                    per_kind=1 if quick else 2)
     section("chat")

@@ -9,10 +9,46 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 
+from safevlm.errors import UserError
+
 QUERY_SOURCES = ("hidden", "embeddings", "paper")
-MODES = ("hint", "tokens", "both", "off")
+
+
+class ModeError(UserError, ValueError):
+    """A conditioning mode that is not one of `MODES`."""
+
+
+class Mode(StrEnum):
+    """How the answer to a flagged input is conditioned (the paper's ablation): the policy's
+    hint in the prompt, safety tokens set 2 in the LLM input, both, or neither. A `Mode` is
+    a `str`, so JSON, the store and the UI take it as its name."""
+
+    HINT = "hint"
+    TOKENS = "tokens"
+    BOTH = "both"
+    OFF = "off"
+
+    @property
+    def uses_hint(self) -> bool:
+        return self in (Mode.HINT, Mode.BOTH)
+
+    @property
+    def uses_tokens(self) -> bool:
+        return self in (Mode.TOKENS, Mode.BOTH)
+
+    @classmethod
+    def parse(cls, value: str | Mode) -> Mode:
+        """The mode named `value`; anything else raises ModeError with the names."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ModeError(f"mode must be one of {', '.join(MODES)}, got {value!r}") from None
+
+
+MODES = tuple(m.value for m in Mode)
 
 
 @dataclass
@@ -52,6 +88,7 @@ class SafeVLMConfig:
             raise ValueError(f"head_ensemble must be a whole number >= 1, got {self.head_ensemble!r}")
         if self.default_mode not in MODES:
             raise ValueError(f"default_mode must be one of {MODES}, got {self.default_mode!r}")
+        self.default_mode = str(self.default_mode)
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

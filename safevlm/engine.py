@@ -20,7 +20,7 @@ import torch
 
 from safevlm.assets import ASSETS_DIR
 from safevlm.bases import Base, load_base
-from safevlm.config import MODES, SafeVLMConfig
+from safevlm.config import Mode, SafeVLMConfig
 from safevlm.errors import UserError
 from safevlm.images import LoadedImage, load_image
 from safevlm.model import GenerationSettings, ImageFeatures, SafeVLM
@@ -40,10 +40,6 @@ MAX_HISTORY_TURNS = 6
 
 class PromptError(UserError, ValueError):
     """A prompt that cannot be answered (empty, too long); the message says why."""
-
-
-class ModeError(UserError, ValueError):
-    """A conditioning mode that is not one of `MODES`."""
 
 
 def clean_prompt(prompt: str | None, allow_empty: bool = False) -> str:
@@ -265,7 +261,7 @@ class ChatEngine:
                 queries, mask = model.get_safety_queries([texts[k] for k in group])
                 # The head reads only the vision grid; the LLM's image embeds are not needed here.
                 grid = torch.cat([prepared[k].features.grid for k in group])
-                out = model.classify_safety(ImageFeatures(grid, None, None), queries, mask)
+                out = model(grid, queries, mask)
                 for j, k in enumerate(group):
                     rows[k] = (out.type_probs[j].tolist(), out.level_probs[j].tolist())
         head_ms = (time.perf_counter() - start) * 1000 / max(len(texts), 1)
@@ -289,16 +285,13 @@ class ChatEngine:
         t_start = time.perf_counter()
         image = self._load(image)
         prompt = clean_prompt(prompt)
-        mode = mode or self.model.config.default_mode
-        if mode not in MODES:
-            raise ModeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        mode = Mode.parse(mode or self.model.config.default_mode)
         verdict = self.classify(image, prompt, thresholds)
         t_verdict = time.perf_counter()
         flagged = verdict.decision.flagged
-        conditioned = flagged and mode != "off"
-        use_hint = conditioned and mode in ("hint", "both")
-        use_tokens = (conditioned and mode in ("tokens", "both")) or (
-            self.model.config.tokens_always and mode != "off")
+        conditioned = flagged and mode != Mode.OFF
+        use_hint = conditioned and mode.uses_hint
+        use_tokens = (conditioned and mode.uses_tokens) or (self.model.config.tokens_always and mode != Mode.OFF)
         timings = {**verdict.ms, "first_token": 0.0, "total": 0.0}
         yield ChatUpdate(verdict, "", mode, conditioned, timings=dict(timings))
         if conditioned and verdict.decision.refusal:  # the policy's template: no generation

@@ -33,3 +33,26 @@ def test_both_stages_train_a_llava_checkpoint_that_loads_and_classifies(tmp_path
     verdict = engine.classify(record.image_path, record.prompt)
     assert set(verdict.type_probs) == set(engine.taxonomy.types)
     assert abs(sum(verdict.type_probs.values()) - 1) < 1e-4
+
+
+def test_the_final_head_learns_from_train_and_val_and_keeps_the_thresholds_chosen_on_val(tmp_path, tiny_llava_dir):
+    import json
+
+    data, s1 = tmp_path / "data", tmp_path / "stage1"
+    generate_dataset(data, n=24, seed=5)
+    assert stage1_safety.main(["--base", f"llava:{tiny_llava_dir}", "--data", str(data), "--out", str(s1),
+                               "--smoke", "--final-on-train-val"]) == 0
+    first = json.loads((s1 / "train_only" / "safevlm_config.json").read_text())
+    final = json.loads((s1 / "safevlm_config.json").read_text())
+    # calibrated on val by the train-only head, and carried over to the head that ships
+    assert final["taxonomy"]["default_thresholds"] == first["taxonomy"]["default_thresholds"]
+    assert (final["type_temperature"], final["level_temperature"]) == (
+        first["type_temperature"], first["level_temperature"])
+    report = json.loads((s1 / "stage1.json").read_text())
+    assert report["trained_on"] == "train+val"
+    seen_first = json.loads((s1 / "head" / "metrics.json").read_text())["examples"]
+    seen_final = json.loads((s1 / "head-final" / "metrics.json").read_text())["examples"]
+    assert seen_final > seen_first
+    heads = [load_file(str(d / "safety_modules.safetensors")) for d in (s1 / "train_only", s1)]
+    name = next(k for k in heads[0] if k.startswith("safety_head."))
+    assert not (heads[0][name] == heads[1][name]).all()  # a new head, not the first one saved twice

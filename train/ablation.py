@@ -20,9 +20,15 @@ from safevlm.metrics import auroc
 from safevlm.model import SafeVLM
 from safevlm.policy import Thresholds, decide
 from safevlm.reader import Reader
-from train.features import FeatureCache, build_examples, collate_head, head_probabilities
+from train.features import (
+    FeatureCache,
+    collate_head,
+    head_probabilities,
+    shuffled_batches,
+    split_examples,
+)
 from train.loop import base_parser, config_from_args, seed_everything, train
-from train.stage1_safety import HEAD_DEFAULTS, head_loss, load_split, shuffled_batches
+from train.stage1_safety import HEAD_DEFAULTS, head_loss
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         seed_everything(args.seed)
         model = SafeVLM(base, SafeVLMConfig(base=base.name, query_source=source))
         cache = FeatureCache.for_model(data, model)
-        train_ex = build_examples(model, load_split(data, "train", model.taxonomy, limit, args.seed), cache, reader)
+        train_ex = split_examples(model, data, "train", cache, reader, limit, args.seed)
         cfg = config_from_args(args, HEAD_DEFAULTS)
         model.safety_tokens_llm.requires_grad_(False)
         train(model, shuffled_batches(train_ex, cfg.batch_size, args.seed, collate_head),
-              head_loss(model, model.config.safety_loss_weight), cfg, out / source, len(train_ex),
+              head_loss(model), cfg, out / source, len(train_ex),
               f"ablation-{source}")
-        results[source] = {split: score(model, build_examples(
-            model, load_split(data, split, model.taxonomy, 8 if args.smoke else 0), cache, reader))
-            for split in ("val", "test")}
+        results[source] = {split: score(model, split_examples(model, data, split, cache, reader,
+                                                              8 if args.smoke else 0))
+                           for split in ("val", "test")}
         log.info("%s: %s", source, results[source])
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -164,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from safevlm.bases import load_base
     from safevlm.model import CONFIG_FILE
-    from safevlm.reader import Reader
-    from train.features import FeatureCache, build_examples
-    from train.stage1_safety import load_split
+    from train.features import FeatureCache, make_reader, split_examples
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (rewritten in place)")
@@ -177,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     checkpoint, data = Path(args.checkpoint), Path(args.data)
     model = SafeVLM.from_pretrained(load_base(args.base), checkpoint, load_adapter=False)
-    reader = Reader() if model.config.use_reader and model.base.use_reader else None
-    val = build_examples(model, load_split(data, "val", model.taxonomy), FeatureCache.for_model(data, model),
-                         reader, desc="val")
+    val = split_examples(model, data, "val", FeatureCache.for_model(data, model), make_reader(model))
     report = calibrate_model(model, val, args.max_false_flags)
     config = json.loads((checkpoint / CONFIG_FILE).read_text(encoding="utf-8"))
     config["taxonomy"] = model.config.taxonomy

@@ -6,6 +6,7 @@ head trains without running the vision tower, OCR or the LLM again.
 from __future__ import annotations
 
 import logging
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from safevlm.data.schema import Record
+from safevlm.data.decontaminate import clean_records
+from safevlm.data.schema import Record, read_jsonl
 from safevlm.data.texts import hash_fraction
 from safevlm.images import load_image
 from safevlm.model import ImageFeatures, SafeVLM
@@ -63,6 +65,37 @@ class FeatureCache:
             if path:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(data, path)
+
+
+def make_reader(model: SafeVLM) -> Reader | None:
+    """The OCR reader when the model and its base read image text, else None."""
+    return Reader() if model.config.use_reader and model.base.use_reader else None
+
+
+def load_split(data: Path, split: str, taxonomy, limit: int = 0, seed: int = 0) -> list[Record]:
+    """A split's records for training or calibration: never one rewording a benchmark prompt."""
+    records = clean_records(read_jsonl(data / f"{split}.jsonl", taxonomy))
+    if limit and len(records) > limit:
+        records = random.Random(seed).sample(records, limit)
+    return records
+
+
+def split_examples(model: SafeVLM, data: Path, split: str, cache: FeatureCache, reader: Reader | None,
+                   limit: int = 0, seed: int = 0, ocr_share: float = 1.0) -> list[Example]:
+    """`build_examples` over a split's clean records (`load_split`)."""
+    return build_examples(model, load_split(data, split, model.taxonomy, limit, seed), cache, reader,
+                          desc=split, ocr_share=ocr_share)
+
+
+def shuffled_batches(examples, batch_size: int, seed: int, collate):
+    """Epoch -> batches of `examples` in an order fixed by (seed, epoch), for `train.loop.train`."""
+    def batches(epoch: int):
+        order = list(range(len(examples)))
+        random.Random(seed * 1000 + epoch).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            yield collate([examples[i] for i in order[start : start + batch_size]])
+
+    return batches
 
 
 def rendered_text(record: Record, ocr_share: float, key: str) -> str | None:
@@ -164,7 +197,7 @@ def head_logits(model: SafeVLM, examples: list[Example], batch_size: int = HEAD_
     types, levels = [], []
     for start in range(0, len(examples), batch_size):
         batch = collate_head(list(examples[start : start + batch_size]))
-        out = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"])
+        out = model(batch["grid"], batch["queries"], batch["mask"])
         types.append(out.type_logits.float().cpu())
         levels.append(out.level_logits.float().cpu())
     return torch.cat(types), torch.cat(levels)
@@ -208,11 +241,5 @@ def collate_lm(model: SafeVLM, examples: list[Example], conditioning: list[dict]
 
 
 def lm_loss(model: SafeVLM, batch: dict) -> torch.Tensor:
-    """Next-token loss on the answers: mixed precision on a GPU, fp32 on a CPU (a CPU without
-    native bf16 runs the bf16 backward ~50x slower: 41 s against 0.7 s for 2x64 tokens here)."""
-    device = model.base.device
-    with torch.autocast(device.type, enabled=device.type == "cuda"):
-        out = model.base.lm(inputs_embeds=batch["inputs_embeds"].to(device),
-                            attention_mask=batch["attention_mask"].to(device),
-                            labels=batch["labels"].to(device), use_cache=False)
-    return out.loss.float()
+    """`SafeVLM.lm_loss` on a `collate_lm` batch."""
+    return model.lm_loss(batch["inputs_embeds"], batch["attention_mask"], batch["labels"])

@@ -25,11 +25,17 @@ from safevlm.bases import load_base
 from safevlm.data.public import PublicRequest, load_map, near_duplicates
 from safevlm.model import SafeVLM
 from safevlm.policy import Thresholds, decide
-from safevlm.reader import Reader
 from train.calibrate import calibrate_model
-from train.features import FeatureCache, build_examples, collate_head, head_probabilities
+from train.features import (
+    FeatureCache,
+    collate_head,
+    head_probabilities,
+    make_reader,
+    shuffled_batches,
+    split_examples,
+)
 from train.loop import TrainConfig, seed_everything, train
-from train.stage1_safety import HEAD_DEFAULTS, head_loss, load_split, shuffled_batches
+from train.stage1_safety import HEAD_DEFAULTS, head_loss
 
 log = logging.getLogger(__name__)
 MIN_HELD = 150  # smaller sources are held out together, as one fold
@@ -89,7 +95,7 @@ def run_fold(name: str, held: set[str], model_factory, train_ex, val_ex, test_ex
     keep = [e for e in train_ex if _source(e) not in held and _request(e).id not in dup_ids]
     model = model_factory()
     train(model.members[0], shuffled_batches(keep, cfg.batch_size, seed, collate_head),
-          head_loss(model, model.config.safety_loss_weight), cfg, out / name, len(keep),
+          head_loss(model), cfg, out / name, len(keep),
           f"loso-{name}")
     val = [e for e in val_ex if _source(e) not in held]
     # as the recipe does: temperatures, then thresholds within each safe group's budget
@@ -153,11 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     shipped_model = SafeVLM.from_pretrained(base, args.init, load_adapter=False)
     cfg_model = shipped_model.config
     shipped = Thresholds.default(shipped_model.taxonomy)
-    reader = Reader() if cfg_model.use_reader and base.use_reader else None
+    reader = make_reader(shipped_model)
     cache = FeatureCache.for_model(data, shipped_model)
     tax = shipped_model.taxonomy
-    split_ex = {s: build_examples(shipped_model, load_split(data, s, tax), cache, reader, desc=s,
-                                  ocr_share=args.ocr_share)
+    split_ex = {s: split_examples(shipped_model, data, s, cache, reader, ocr_share=args.ocr_share)
                 for s in ("train", "val", "test")}
     all_ex = [e for s in ("train", "val", "test") for e in split_ex[s]]
     cfg = replace(HEAD_DEFAULTS, epochs=args.epochs or HEAD_DEFAULTS.epochs)

@@ -26,8 +26,7 @@ from safevlm.config import SafeVLMConfig
 from safevlm.data.schema import read_jsonl
 from safevlm.metrics import auroc
 from safevlm.model import MAX_QUERY_TOKENS, SafeVLM
-from safevlm.reader import Reader
-from train.features import FeatureCache, build_examples
+from train.features import FeatureCache, build_examples, make_reader
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     data, out = Path(args.data), Path(args.out)
     base = load_base(args.base)
     model = SafeVLM(base, SafeVLMConfig(base=base.name)).eval()
-    reader = Reader() if model.config.use_reader and base.use_reader else None
+    reader = make_reader(model)
     sets = {name: (data / f"{name}.jsonl", data) for name in ("train", "val", "test")}
     if (data / FIGSTEP).exists():
         sets["figstep_eval"] = (data / FIGSTEP, data / FIGSTEP.parent)

@@ -64,7 +64,7 @@ def ship(checkpoint: Path, target: Path | None = None) -> None:
 
 # What a run in --out was made with; a rerun that asks for other values must not reuse it.
 RUN_KEYS = ("base", "head_ensemble", "n", "seed", "data", "stage2_steps", "requests", "query_layer",
-            "ocr_share", "llm_parts")
+            "ocr_share", "llm_parts", "final_on_train_val")
 
 
 def check_same_run(record: Path, wanted: dict) -> None:
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                         "frozen LLM, the hints and the refusal targets, never the safety head")
     p.add_argument("--retrain-llm-parts", action="store_true",
                    help="train set 2 (phase B) and the LoRA adapter (stage 2) anew")
+    p.add_argument("--final-on-train-val", action="store_true",
+                   help="stage 1 trains the shipped head anew on train+val after calibrating on val")
     p.add_argument("--no-ship", action="store_true", help="do not copy into assets/")
     p.add_argument("--fresh", action="store_true", help="redo every step")
     p.add_argument("--smoke", action="store_true", help="tiny data, a few steps (CI)")
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             limits={"alpaca": 12, "jailbreakbench": 12}, edgy=not args.no_edgy, edgy_limit=12)
     run = {"base": args.base, "head_ensemble": args.head_ensemble, "n": n, "seed": args.seed,
            "data": str(data), "stage2_steps": args.stage2_steps, "requests": requests.describe(),
-           "query_layer": query_layer, "ocr_share": args.ocr_share}
+           "query_layer": query_layer, "ocr_share": args.ocr_share, "final_on_train_val": args.final_on_train_val}
     parts = None
     if not args.retrain_llm_parts and not args.smoke:
         source = Path(args.llm_parts_from) if args.llm_parts_from else (SHIPPED if args.base == "tiny" else None)
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "--seed", str(args.seed), "--head-ensemble", str(args.head_ensemble),
                                          "--query-layer", str(query_layer), "--ocr-share", str(args.ocr_share),
                                          *(["--tokens-from", str(parts)] if parts else []),
+                                         *(["--final-on-train-val"] if args.final_on_train_val else []),
                                          *smoke]), timings, record)
     def reuse_adapter():
         shutil.rmtree(out / "stage2", ignore_errors=True)

@@ -11,27 +11,26 @@ examples in `tokens` mode (the only place set 2 acts).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import random
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from safevlm.bases import load_base
 from safevlm.config import SafeVLMConfig
-from safevlm.data.decontaminate import clean_records
-from safevlm.data.schema import read_jsonl
 from safevlm.model import SafeVLM
-from safevlm.reader import Reader
-from train.calibrate import calibrate_model
+from safevlm.policy import Thresholds
+from train.calibrate import apply_thresholds, calibrate_model
 from train.features import (
     FeatureCache,
-    build_examples,
     collate_head,
     collate_lm,
     head_logits,
     lm_loss,
+    make_reader,
+    shuffled_batches,
+    split_examples,
 )
 from train.loop import TrainConfig, base_parser, config_from_args, seed_everything, train
 
@@ -41,33 +40,12 @@ HEAD_DEFAULTS = TrainConfig(epochs=3, lr=2e-3, batch_size=64, warmup_steps=20)
 TOKEN_DEFAULTS = TrainConfig(epochs=1, lr=5e-3, batch_size=8, warmup_steps=5, max_steps=40)
 
 
-def load_split(data: Path, split: str, taxonomy, limit: int = 0, seed: int = 0):
-    """A split's records for training or calibration: never one rewording a benchmark prompt."""
-    records = clean_records(read_jsonl(data / f"{split}.jsonl", taxonomy))
-    if limit and len(records) > limit:
-        records = random.Random(seed).sample(records, limit)
-    return records
-
-
-def shuffled_batches(examples, batch_size: int, seed: int, collate):
-    def batches(epoch: int):
-        order = list(range(len(examples)))
-        random.Random(seed * 1000 + epoch).shuffle(order)
-        for start in range(0, len(order), batch_size):
-            yield collate([examples[i] for i in order[start : start + batch_size]])
-
-    return batches
-
-
-def head_loss(model: SafeVLM, weight: float, label_smoothing: float = 0.05, member: int | None = None):
-    from safevlm.model import ImageFeatures
-
+def head_loss(model: SafeVLM, label_smoothing: float = 0.05, member: int | None = None):
+    """Phase A's loss on a `collate_head` batch: `SafeVLM.forward` with labels."""
     def loss_fn(batch: dict) -> dict:
-        out = model.classify_safety(ImageFeatures(batch["grid"], None, None), batch["queries"], batch["mask"],
-                                    member=member)
-        ce_type = F.cross_entropy(out.type_logits, batch["type"].to(model.device), label_smoothing=label_smoothing)
-        ce_level = F.cross_entropy(out.level_logits, batch["level"].to(model.device), label_smoothing=label_smoothing)
-        return {"loss": weight * (ce_type + ce_level), "ce_type": ce_type.detach(), "ce_level": ce_level.detach()}
+        out = model(batch["grid"], batch["queries"], batch["mask"], batch["type"], batch["level"],
+                    member=member, label_smoothing=label_smoothing)
+        return {"loss": out.loss, "ce_type": out.ce_type, "ce_level": out.ce_level}
 
     return loss_fn
 
@@ -87,6 +65,43 @@ def head_accuracy(model: SafeVLM, examples) -> dict:
             "val_level_accuracy": int((pred_level == true_level).sum()) / n,
             "val_risky_vs_safe_accuracy": int(((pred_type != safe) == (true_type != safe)).sum()) / n,
             "val_examples": n}
+
+
+def build_model(base, args) -> SafeVLM:
+    """The model phase A starts from: `--init`'s checkpoint, or fresh modules for the args."""
+    if args.init:
+        model = SafeVLM.from_pretrained(base, args.init, load_adapter=False)
+        if args.head_ensemble is not None and args.head_ensemble != model.config.head_ensemble:
+            raise SystemExit(f"error: --init {args.init} has {model.config.head_ensemble} safety classifier(s); "
+                             f"--head-ensemble {args.head_ensemble} needs a fresh run (drop --init)")
+    else:
+        cfg = SafeVLMConfig(base=base.name)
+        if args.query_source:
+            cfg = cfg.override(query_source=args.query_source)
+        if args.query_layer is not None:
+            cfg = cfg.override(query_layer=args.query_layer)
+        if args.head_ensemble is not None:
+            cfg = cfg.override(head_ensemble=args.head_ensemble)
+        model = SafeVLM(base, cfg)
+    if args.weight is not None:  # the safety loss weight is the config's, saved with it
+        model.config = model.config.override(safety_loss_weight=args.weight)
+    return model
+
+
+def fit_head(model: SafeVLM, examples, args, out: Path, suffix: str = "") -> float:
+    """Phase A: projector, safety tokens set 1 and head on cached features, each ensemble
+    member on its own loss, initialisation and batch order (their average is the head).
+    Returns the seconds it took."""
+    model.safety_tokens_llm.requires_grad_(False)
+    head_cfg = config_from_args(args, HEAD_DEFAULTS)
+    seconds = 0.0
+    for i, member in enumerate(model.members):
+        name = ("head" if i == 0 else f"head{i}") + suffix
+        result = train(member, shuffled_batches(examples, head_cfg.batch_size, args.seed + i, collate_head),
+                       head_loss(model, member=i), head_cfg, out / name, len(examples),
+                       f"stage1-{name}", resume=args.resume)
+        seconds += result.seconds
+    return seconds
 
 
 def copy_llm_tokens(model: SafeVLM, checkpoint: Path) -> int:
@@ -121,49 +136,40 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of request-form images read by OCR; the rest use their drawn text")
     p.add_argument("--head-ensemble", type=int, default=None,
                    help="independently trained safety classifiers, probabilities averaged (default 1)")
+    p.add_argument("--final-on-train-val", action="store_true",
+                   help="after calibrating on val, train the shipped head anew on train+val (same settings) "
+                        "and keep the val-calibrated thresholds; the train-only head stays in OUT/train_only")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     seed_everything(args.seed)
     data, out = Path(args.data), Path(args.out)
 
     base = load_base(args.base)
-    if args.init:
-        model = SafeVLM.from_pretrained(base, args.init, load_adapter=False)
-        if args.head_ensemble is not None and args.head_ensemble != model.config.head_ensemble:
-            raise SystemExit(f"error: --init {args.init} has {model.config.head_ensemble} safety classifier(s); "
-                             f"--head-ensemble {args.head_ensemble} needs a fresh run (drop --init)")
-    else:
-        cfg = SafeVLMConfig(base=base.name)
-        if args.query_source:
-            cfg = cfg.override(query_source=args.query_source)
-        if args.query_layer is not None:
-            cfg = cfg.override(query_layer=args.query_layer)
-        if args.head_ensemble is not None:
-            cfg = cfg.override(head_ensemble=args.head_ensemble)
-        model = SafeVLM(base, cfg)
-    weight = args.weight if args.weight is not None else model.config.safety_loss_weight
+    model = build_model(base, args)
     limit = 24 if args.smoke else args.limit
-    reader = Reader() if model.config.use_reader and base.use_reader else None
+    reader = make_reader(model)
     cache = FeatureCache.for_model(data, model)
-    train_ex = build_examples(model, load_split(data, "train", model.taxonomy, limit, args.seed), cache, reader,
-                              desc="train", ocr_share=args.ocr_share)
-    val_ex = build_examples(model, load_split(data, "val", model.taxonomy, 8 if args.smoke else 0), cache,
-                            reader, desc="val", ocr_share=args.ocr_share)
+    train_ex = split_examples(model, data, "train", cache, reader, limit, args.seed, args.ocr_share)
+    val_ex = split_examples(model, data, "val", cache, reader, 8 if args.smoke else 0, ocr_share=args.ocr_share)
 
-    # Phase A: projector, safety tokens set 1 and head, on cached features; each ensemble
-    # member on its own loss, initialisation and batch order (their average is the head).
-    model.safety_tokens_llm.requires_grad_(False)
-    head_cfg = config_from_args(args, HEAD_DEFAULTS)
-    head_seconds = 0.0
-    for i, member in enumerate(model.members):
-        name = "head" if i == 0 else f"head{i}"
-        result_a = train(member, shuffled_batches(train_ex, head_cfg.batch_size, args.seed + i, collate_head),
-                         head_loss(model, weight, member=i), head_cfg, out / name, len(train_ex),
-                         f"stage1-{name}", resume=args.resume)
-        head_seconds += result_a.seconds
+    # Phase A: projector, safety tokens set 1 and head, on cached features.
+    head_seconds = fit_head(model, train_ex, args, out)
     val = head_accuracy(model, val_ex)
     log.info("stage 1 head: %s", val)
     calibration = calibrate_model(model, val_ex)  # default thresholds chosen on val, saved below
+    trained_on = "train"
+    if args.final_on_train_val and val_ex:
+        # The head that ships learns from val's families too; it keeps the temperatures and
+        # thresholds calibrated above on val, where the first head had not seen them.
+        model.save_safety_modules(out / "train_only", metadata={"stage": "stage1", "trained_on": "train"})
+        thresholds, calibrated = Thresholds.default(model.taxonomy), model.config
+        seed_everything(args.seed)
+        model = build_model(base, args)
+        head_seconds += fit_head(model, train_ex + val_ex, args, out, suffix="-final")
+        apply_thresholds(model, thresholds)
+        model.config = dataclasses.replace(model.config, type_temperature=calibrated.type_temperature,
+                                           level_temperature=calibrated.level_temperature)
+        trained_on = "train+val"
 
     # Phase B: safety tokens set 2 with the LM loss, on flagged examples in `tokens` mode.
     model.requires_grad_(False)
@@ -185,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     model.save_safety_modules(out, metadata={"stage": "stage1", **{k: round(v, 4) for k, v in val.items()}})
     (out / "stage1.json").write_text(__import__("json").dumps({
         "train_examples": len(train_ex), "val": val, "calibration": calibration, "head_seconds": round(head_seconds, 1),
-        "head_ensemble": model.config.head_ensemble, "ocr_share": args.ocr_share,
-        "weight": weight, "base": base.id}, indent=2) + "\n")
+        "head_ensemble": model.config.head_ensemble, "ocr_share": args.ocr_share, "trained_on": trained_on,
+        "weight": model.config.safety_loss_weight, "base": base.id}, indent=2) + "\n")
     log.info("saved stage 1 checkpoint to %s", out)
     return 0
 

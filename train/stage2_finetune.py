@@ -20,17 +20,23 @@ import shutil
 from pathlib import Path
 
 from safevlm.bases import load_base
+from safevlm.config import Mode
 from safevlm.model import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE, SafeVLM
-from safevlm.reader import Reader
-from train.features import FeatureCache, build_examples, collate_lm, lm_loss
+from train.features import (
+    FeatureCache,
+    collate_lm,
+    lm_loss,
+    make_reader,
+    shuffled_batches,
+    split_examples,
+)
 from train.loop import TrainConfig, base_parser, config_from_args, seed_everything, train
-from train.stage1_safety import load_split, shuffled_batches
 
 log = logging.getLogger(__name__)
 
 DEFAULTS = TrainConfig(epochs=1, lr=3e-4, batch_size=8, warmup_steps=10, max_steps=100)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-CONDITIONINGS = ({"hint": True, "tokens": False}, {"hint": False, "tokens": True}, {"hint": True, "tokens": True})
+CONDITIONINGS = (Mode.HINT, Mode.TOKENS, Mode.BOTH)
 
 
 def conditioning_for(example, taxonomy, rng: random.Random) -> dict:
@@ -38,8 +44,8 @@ def conditioning_for(example, taxonomy, rng: random.Random) -> dict:
     if example.type_index == taxonomy.safe_index:
         return {}
     mode = rng.choice(CONDITIONINGS)
-    hint = taxonomy.hint(example.record.type, example.record.level) if mode["hint"] else None
-    return {"hint": hint, "tokens": mode["tokens"]}
+    hint = taxonomy.hint(example.record.type, example.record.level) if mode.uses_hint else None
+    return {"hint": hint, "tokens": mode.uses_tokens}
 
 
 def lora_targets(base) -> str:
@@ -74,10 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     base = load_base(args.base)
     model = SafeVLM.from_pretrained(base, init, load_adapter=False)
     model.requires_grad_(False)
-    reader = Reader() if model.config.use_reader and base.use_reader else None
     limit = 16 if args.smoke else args.limit
-    examples = build_examples(model, load_split(data, "train", model.taxonomy, limit, args.seed),
-                              FeatureCache.for_model(data, model), reader, desc="train")
+    examples = split_examples(model, data, "train", FeatureCache.for_model(data, model), make_reader(model),
+                              limit, args.seed)
     rng = random.Random(args.seed)
     risky = [e for e in examples if e.type_index != model.taxonomy.safe_index]
     clean = [e for e in examples if e.type_index == model.taxonomy.safe_index]

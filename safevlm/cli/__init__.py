@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from safevlm.config import MODES
 from safevlm.errors import SafeVLMError, UserError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default=None)
     p.add_argument("--batch", default=None, metavar="FILE.jsonl",
                    help='one {"image": PATH, "prompt": TEXT} per line; the model loads once')
-    p.add_argument("--mode", choices=["hint", "tokens", "both", "off"], default=None,
+    p.add_argument("--mode", choices=MODES, default=None,
                    help="safety conditioning for flagged inputs (default: the checkpoint's)")
     p.add_argument("--max-new-tokens", type=int, default=256)
     add_model_args(p)

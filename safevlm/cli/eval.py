@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from safevlm.cli import CLIError, add_model_args, load_engine
+from safevlm.config import MODES
 from safevlm.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS, eval_sets, run_eval
 from safevlm.eval_report import summary_table, write_report
 
@@ -39,7 +40,7 @@ def register_cli(sub) -> None:
     p.add_argument("--extra", nargs="+", action="extend", default=[], metavar="JSONL",
                    help="more eval sets, each reported separately (PATH or NAME=PATH)")
     add_model_args(p, json_output=False)
-    p.add_argument("--mode", choices=["hint", "tokens", "both", "off"], default=None,
+    p.add_argument("--mode", choices=MODES, default=None,
                    help="conditioning for the 'with safety' answers (default: the checkpoint's)")
     p.add_argument("--chat-limit", type=int, default=DEFAULT_CHAT_LIMIT,
                    help=f"records answered per set, half risky, half safe (default {DEFAULT_CHAT_LIMIT}; 0 skips chat)")

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from safevlm.config import MODES
 from safevlm.store import images, retention, schema
 from safevlm.store.errors import StoreError
 from safevlm.store.files import make_dir
@@ -23,7 +24,6 @@ from safevlm.store.reading import LogReader
 from safevlm.store.values import (
     CLIENTS,
     DECISIONS,
-    MODES,
     STATUSES,
     check_choice,
     is_int,

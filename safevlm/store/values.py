@@ -14,7 +14,6 @@ from safevlm.store.errors import StoreError
 
 CLIENTS = ("ui", "api", "cli")  # also the allowed `source` of a turn
 DECISIONS = ("allow", "caution", "refuse")
-MODES = ("hint", "tokens", "both", "off")
 STATUSES = ("complete", "stopped", "error")
 JSON_TURN_COLUMNS = ("type_probs", "level_probs", "thresholds", "timings")
 
