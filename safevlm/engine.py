@@ -152,10 +152,20 @@ class ChatEngine:
         return Thresholds.default(self.taxonomy)
 
     def thresholds(self, overrides=None) -> Thresholds:
-        """Defaults merged with overrides (mapping, JSON string, Thresholds or None)."""
+        """Parse what an edge received (a mapping, a JSON string, Thresholds or None) into
+        Thresholds: the defaults merged with the overrides. The CLI, the app, the API, eval
+        and scan call it once per request; classify and stream take only its result."""
         if isinstance(overrides, Thresholds):
             return overrides
         return self.default_thresholds().with_overrides(overrides, self.taxonomy)
+
+    def _checked(self, thresholds: Thresholds | None) -> Thresholds:
+        if thresholds is None:
+            return self.default_thresholds()
+        if not isinstance(thresholds, Thresholds):
+            raise TypeError(f"the engine takes Thresholds or None, not {type(thresholds).__name__}: "
+                            "parse what the caller sent with engine.thresholds(...) first")
+        return thresholds
 
     def describe(self) -> dict:
         return {**self.model.describe(), "checkpoint": self.checkpoint_id,
@@ -225,18 +235,23 @@ class ChatEngine:
         return texts | read
 
     def classify(self, image: LoadedImage | str | Path | None, prompt: str | None = None,
-                 thresholds=None) -> Verdict:
-        image = self._load(image)
+                 thresholds: Thresholds | None = None) -> Verdict:
+        return self._classify_one(self._load(image), prompt, thresholds)[0]
+
+    def _classify_one(self, image: LoadedImage | None, prompt: str | None,
+                      thresholds: Thresholds | None) -> tuple[Verdict, _Prepared]:
+        """The verdict and the prepared image it was made from (`stream` answers from the same)."""
         prompt = clean_prompt(prompt) if prompt else DEFAULT_PROMPT
         with self._lock:
             cached = (image.sha256 if image is not None else NO_IMAGE) in self._cache
-            verdict = self.classify_prepared([self.prepare(image)], [prompt], thresholds)[0]
+            prepared = self.prepare(image)
+            verdict = self.classify_prepared([prepared], [prompt], thresholds)[0]
         if cached:
             verdict.ms.update(vision=0.0, reader=0.0)
-        return verdict
+        return verdict, prepared
 
     def classify_batch(self, images: Sequence[LoadedImage | None], prompts: Sequence[str],
-                       thresholds=None) -> list[Verdict]:
+                       thresholds: Thresholds | None = None) -> list[Verdict]:
         """`classify` for many (image, prompt) pairs: `prepare_many`, then `classify_prepared`.
         The tokenizer pads on the right, so a batched verdict equals the single one up to
         float rounding."""
@@ -244,11 +259,11 @@ class ChatEngine:
                                       thresholds)
 
     def classify_prepared(self, prepared: Sequence[_Prepared], prompts: Sequence[str],
-                          thresholds=None) -> list[Verdict]:
+                          thresholds: Thresholds | None = None) -> list[Verdict]:
         """Verdicts for prepared images and clean prompts. Reader text runs from nothing
         (photos) to a page, so the LLM query pass runs on small groups of similar length
         rather than padding everything to the longest."""
-        thresholds = self.thresholds(thresholds)
+        thresholds = self._checked(thresholds)
         model = self.model
         texts = [model.safety_query_text(prompt, p.reader_text) for prompt, p in zip(prompts, prepared, strict=True)]
         lengths = [len(ids) for ids in model.base.tokenizer(texts, add_special_tokens=False)["input_ids"]]
@@ -277,7 +292,7 @@ class ChatEngine:
 
     def stream(self, image: LoadedImage | str | Path | None, prompt: str,
                history: Sequence[tuple[str, str]] = (), mode: str | None = None,
-               thresholds=None, settings: GenerationSettings | None = None,
+               thresholds: Thresholds | None = None, settings: GenerationSettings | None = None,
                stop_event: threading.Event | None = None) -> Iterator[ChatUpdate]:
         """A streamed turn. The first update carries the verdict and no text (the safety
         panel can draw before the first token); then the answer grows; the last is `done`.
@@ -286,7 +301,7 @@ class ChatEngine:
         image = self._load(image)
         prompt = clean_prompt(prompt)
         mode = Mode.parse(mode or self.model.config.default_mode)
-        verdict = self.classify(image, prompt, thresholds)
+        verdict, prepared = self._classify_one(image, prompt, thresholds)
         t_verdict = time.perf_counter()
         flagged = verdict.decision.flagged
         conditioned = flagged and mode != Mode.OFF
@@ -302,7 +317,6 @@ class ChatEngine:
         for user, assistant in list(history)[-MAX_HISTORY_TURNS:]:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         messages.append({"role": "user", "content": prompt})
-        prepared = self.prepare(image)
         built = self.model.build_inputs(
             prepared.features if image is not None else None, messages,
             reader_text=prepared.reader_text or None,

@@ -30,7 +30,7 @@ def test_train_save_load_classify_chat_and_log(tmp_path):
     verdict = engine.classify(record.image_path, record.prompt)
     assert abs(sum(verdict.type_probs.values()) - 1) < 1e-4
 
-    zero = {t: 0.0 for t in engine.taxonomy.risk_types} | {"level": 0.0}
+    zero = engine.thresholds({t: 0.0 for t in engine.taxonomy.risk_types} | {"level": 0.0})
     turn = engine.chat(record.image_path, record.prompt, thresholds=zero,
                        settings=GenerationSettings(max_new_tokens=12))
     assert turn.conditioned and turn.verdict.decision.hint and turn.done
@@ -41,7 +41,7 @@ def test_train_save_load_classify_chat_and_log(tmp_path):
     turn_id = store.log_turn(
         session, prompt=record.prompt, response=turn.text, decision=d["decision"], type=d["type"],
         level=d["level"], flagged=d["flagged"], type_probs=d["type_probs"], level_probs=d["level_probs"],
-        hint=d["hint"], mode=d["mode"], thresholds=zero, base=engine.model.base.id,
+        hint=d["hint"], mode=d["mode"], thresholds=zero.to_dict(), base=engine.model.base.id,
         checkpoint=engine.checkpoint_id, timings=d["timings"], source="cli", image=record.image_path,
         reader_text=d["reader_text"],
     )

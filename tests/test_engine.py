@@ -89,13 +89,18 @@ def test_reader_text_reaches_the_answer(tiny_engine, text_image_path):
 
 def test_thresholds_at_zero_flag_every_input(tiny_engine, photo_path):
     zero = {t: 0.0 for t in tiny_engine.taxonomy.risk_types} | {"level": 0.0}
-    verdict = tiny_engine.classify(photo_path, "What is this?", thresholds=zero)
+    verdict = tiny_engine.classify(photo_path, "What is this?", thresholds=tiny_engine.thresholds(zero))
     assert verdict.decision.flagged and verdict.decision.hint
 
 
+def test_the_engine_takes_parsed_thresholds_only(tiny_engine, photo_path):
+    with pytest.raises(TypeError, match="engine.thresholds"):
+        tiny_engine.classify(photo_path, "What is this?", thresholds={"level": 0.0})
+
+
 def test_off_mode_and_allowed_inputs_get_the_base_models_answer(tiny_engine, photo_path):
-    zero = {t: 0.0 for t in tiny_engine.taxonomy.risk_types} | {"level": 0.0}
-    never = {t: 1.0 for t in tiny_engine.taxonomy.risk_types}
+    zero = tiny_engine.thresholds({t: 0.0 for t in tiny_engine.taxonomy.risk_types} | {"level": 0.0})
+    never = tiny_engine.thresholds({t: 1.0 for t in tiny_engine.taxonomy.risk_types})
     off = tiny_engine.chat(photo_path, "What is this?", mode="off", thresholds=zero, settings=SHORT)
     allowed = tiny_engine.chat(photo_path, "What is this?", mode="both", thresholds=never, settings=SHORT)
     hinted = tiny_engine.chat(photo_path, "What is this?", mode="hint", thresholds=zero, settings=SHORT)
@@ -173,7 +178,8 @@ def test_a_flagged_input_answered_by_template_streams_the_refusal_and_never_gene
 
     monkeypatch.setattr(tiny_engine.model, "generate_stream", spy)
     template = zero | {"responses": "template"}
-    updates = list(tiny_engine.stream(photo_path, "What is this?", mode="hint", thresholds=template))
+    updates = list(tiny_engine.stream(photo_path, "What is this?", mode="hint",
+                                      thresholds=tiny_engine.thresholds(template)))
     final = updates[-1]
     decision = final.verdict.decision
     assert final.done and final.conditioned and not calls
@@ -181,7 +187,8 @@ def test_a_flagged_input_answered_by_template_streams_the_refusal_and_never_gene
     assert len(updates) > 4 and updates[1].text and len(updates[1].text) < len(final.text)  # streamed
     assert final.to_dict()["respond_with"] == "template"
     generated = tiny_engine.chat(photo_path, "What is this?", mode="hint", settings=SHORT,
-                                 thresholds=zero | {"responses": "generate"})
-    off = tiny_engine.chat(photo_path, "What is this?", mode="off", settings=SHORT, thresholds=template)
+                                 thresholds=tiny_engine.thresholds(zero | {"responses": "generate"}))
+    off = tiny_engine.chat(photo_path, "What is this?", mode="off", settings=SHORT,
+                           thresholds=tiny_engine.thresholds(template))
     assert len(calls) == 2  # 'generate' and mode 'off' both run the model
     assert generated.to_dict()["respond_with"] == "generate" and off.text != decision.refusal

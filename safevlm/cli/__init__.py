@@ -114,9 +114,9 @@ def cmd_chat(args) -> int:
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     failed = 0
     for item in items:
-        kwargs = dict(mode=item.get("mode", args.mode), thresholds=item.get("thresholds", args.thresholds),
-                      settings=settings)
         try:
+            thresholds = engine.thresholds(item["thresholds"]) if "thresholds" in item else args.thresholds
+            kwargs = dict(mode=item.get("mode", args.mode), thresholds=thresholds, settings=settings)
             if args.json or args.batch:
                 result = engine.chat(item["image"], item["prompt"], **kwargs)
                 _emit({"image": item["image"], "prompt": item["prompt"], **result.to_dict()})
