@@ -344,6 +344,23 @@ def run_eval(engine, sets: dict[str, tuple[Path, list[Record]]], thresholds=None
     return results
 
 
+def evaluate(engine, data: str | Path | None, out: str | Path, *, split: str = "test",
+             extra: Sequence[str] = (), thresholds: Thresholds | None = None, limit: int = 0,
+             chat_limit: int = DEFAULT_CHAT_LIMIT, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+             seed: int = 0, mode: str | None = None, progress: bool = True,
+             base_arg: str | None = None) -> tuple[dict, Path]:
+    """`safevlm eval` as a function (the CLI and the recipe call it): the sets of `data`
+    and `extra`, `run_eval`, then the report in `out`. Returns the results and eval.md."""
+    from safevlm.eval_report import write_report
+
+    sets = eval_sets(str(data) if data else None, split, extra, engine.taxonomy, limit, seed)
+    settings = {"data": str(data) if data else None, "split": split, "extra": list(extra),
+                "limit": limit, "base_arg": base_arg}
+    results = run_eval(engine, sets, thresholds, chat_limit, max_new_tokens, seed, mode,
+                       progress=progress, settings=settings)
+    return results, write_report(results, out)
+
+
 # ---------------------------------------------------------------------- eval sets
 
 def _set_name(path: Path) -> str:

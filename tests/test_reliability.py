@@ -691,8 +691,9 @@ def error_classes() -> dict[str, type]:
     from app.api import RequestError
     from safevlm.bases import BaseError
     from safevlm.cli import CLIError
+    from safevlm.config import ModeError
     from safevlm.data.schema import DataError
-    from safevlm.engine import ModeError, PromptError
+    from safevlm.engine import PromptError
     from safevlm.eval import EvalError
     from safevlm.images import ImageError
     from safevlm.model import CheckpointError

@@ -57,3 +57,44 @@ def test_an_interrupted_run_continues_where_it_stopped(tmp_path):
     run(tmp_path, model, steps=8)
     result = run(tmp_path, model, steps=16, resume=True)
     assert result.steps == 16 and len(result.losses) == 16
+
+
+def _text(value):  # "data/gen" and Path("data/gen") are the same default
+    return None if value is None else str(value)
+
+
+def _defaults(parser) -> dict:
+    return {a.dest: a.default for a in parser._actions if a.dest != "help"}
+
+
+def test_each_stage_flag_is_a_config_field_with_the_same_default():
+    """`main(argv)` builds the config `run` takes; a flag whose default drifted from the
+    config's would train the recipe and the command line differently."""
+    from dataclasses import MISSING, fields
+
+    from train import stage1_safety, stage2_finetune
+
+    for parser, config in ((stage1_safety.parser(), stage1_safety.Stage1Config),
+                           (stage2_finetune.parser(), stage2_finetune.Stage2Config)):
+        flags = _defaults(parser)
+        by_name = {f.name: f for f in fields(config)}
+        assert set(flags) == set(by_name), config.__name__
+        for name, default in flags.items():
+            field_default = by_name[name].default
+            if field_default is MISSING:  # required: --out
+                assert parser._option_string_actions[f"--{name}"].required
+            else:
+                assert _text(field_default) == _text(default), name
+        parsed = config.from_args(parser.parse_args(["--out", "somewhere", "--init", "ckpt"]))
+        assert parsed.out.name == "somewhere" and parsed.init.name == "ckpt"
+
+
+def test_stage_2_without_a_stage_1_checkpoint_is_one_clear_error(tmp_path):
+    import pytest
+
+    from train import stage2_finetune
+    from train.loop import StageError
+
+    with pytest.raises(StageError, match="--init"):
+        stage2_finetune.run(stage2_finetune.Stage2Config(out=tmp_path / "s2"))
+    assert not (tmp_path / "s2").exists()

@@ -1,6 +1,7 @@
 """The one training loop every stage calls: accelerate, tqdm, seeded, resumable, metrics
 JSON and a loss-curve PNG. Stages say what they train, how batches are made and the loss;
-they share `base_parser` for their command lines.
+each stage is `run(config) -> Path` on a `StageConfig` subclass (the recipe calls it), and
+its command line (`base_parser` plus its own flags) only builds that config.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from safevlm.errors import SafeVLMError
+
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +37,38 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 200  # steps between resumable states
     log_every: int = 10
+
+
+class StageError(SafeVLMError):
+    """A stage asked for something it cannot do (a missing --init, a config that clashes with it)."""
+
+
+@dataclass(kw_only=True)
+class StageConfig:
+    """What every stage takes: one field per `base_parser` flag, the same defaults (a test
+    holds them together). A stage's own config adds its fields."""
+    out: Path
+    data: Path = Path("data/gen")
+    base: str = "tiny"
+    init: Path | None = None
+    epochs: float | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    max_steps: int | None = None
+    seed: int = 0
+    limit: int = 0
+    smoke: bool = False
+    resume: bool = False
+
+    def __post_init__(self):
+        self.out, self.data = Path(self.out), Path(self.data)
+        if self.init is not None:
+            self.init = Path(self.init)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace):
+        """The config a parsed command line asks for: every flag is a field."""
+        return cls(**vars(args))
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:

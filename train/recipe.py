@@ -117,9 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         shutil.rmtree(out, ignore_errors=True)
     n = 48 if args.smoke else args.n
-    smoke = ["--smoke"] if args.smoke else []
-    base = ["--base", args.base]
-    steps2 = ["--max-steps", str(args.stage2_steps)] if args.stage2_steps else []
     timings: dict[str, float] = {}
     record = out / "recipe.json"
     query_layer = args.query_layer if args.query_layer is not None else (
@@ -149,35 +146,37 @@ def main(argv: list[str] | None = None) -> int:
     run_step("data", (data / "summary.json").exists() and not args.fresh,
              lambda: (generate_dataset(data, n=n, seed=args.seed, progress=True, requests=requests),
                       make_figstep_eval(data / "figstep_eval", args.seed)), timings, record)
-    run_step("stage1", (out / "stage1" / WEIGHTS_FILE).exists(),
-             lambda: stage1_safety.main([*base, "--data", str(data), "--out", str(out / "stage1"),
-                                         "--seed", str(args.seed), "--head-ensemble", str(args.head_ensemble),
-                                         "--query-layer", str(query_layer), "--ocr-share", str(args.ocr_share),
-                                         *(["--tokens-from", str(parts)] if parts else []),
-                                         *(["--final-on-train-val"] if args.final_on_train_val else []),
-                                         *smoke]), timings, record)
+    stage1 = stage1_safety.Stage1Config(
+        base=args.base, data=data, out=out / "stage1", seed=args.seed, head_ensemble=args.head_ensemble,
+        query_layer=query_layer, ocr_share=args.ocr_share, tokens_from=parts,
+        final_on_train_val=args.final_on_train_val, smoke=args.smoke)
+    run_step("stage1", (out / "stage1" / WEIGHTS_FILE).exists(), lambda: stage1_safety.run(stage1),
+             timings, record)
+
     def reuse_adapter():
         shutil.rmtree(out / "stage2", ignore_errors=True)
         shutil.copytree(out / "stage1", out / "stage2", ignore=shutil.ignore_patterns("head*", "tokens"))
         shutil.copytree(parts / ADAPTER_DIR, out / "stage2" / ADAPTER_DIR)
         (out / "stage2" / "stage2.json").write_text(json.dumps({"reused_from": str(parts)}) + "\n")
 
+    stage2 = stage2_finetune.Stage2Config(base=args.base, init=out / "stage1", data=data, out=out / "stage2",
+                                          seed=args.seed, max_steps=args.stage2_steps, smoke=args.smoke)
     run_step("stage2", (out / "stage2" / ADAPTER_DIR).exists(),
-             reuse_adapter if parts else lambda: stage2_finetune.main([*base, "--init", str(out / "stage1"), "--data", str(data),
-                                           "--out", str(out / "stage2"), "--seed", str(args.seed),
-                                           *steps2, *smoke]),
-             timings, record)
+             reuse_adapter if parts else lambda: stage2_finetune.run(stage2), timings, record)
     eval_dir = out / "eval"
-    # eval finds the FigStep-like held-out set beside the data by itself
-    eval_args = ["eval", *base, "--data", str(data), "--split", "test", "--checkpoint", str(out / "stage2"),
-                 "--out", str(eval_dir), "--chat-limit", str(4 if args.smoke else args.chat_limit)]
-    if args.smoke:
-        eval_args += ["--limit", "32", "--max-new-tokens", "8"]
-    elif args.eval_limit:
-        eval_args += ["--limit", str(args.eval_limit)]
-    from safevlm.cli import main as cli_main
 
-    run_step("eval", (eval_dir / "eval.json").exists(), lambda: cli_main(eval_args), timings, record)
+    def evaluate_checkpoint():
+        # finds the FigStep-like held-out set beside the data by itself
+        from safevlm.engine import ChatEngine
+        from safevlm.eval import DEFAULT_MAX_NEW_TOKENS, evaluate
+
+        engine = ChatEngine.load(args.base, out / "stage2")
+        evaluate(engine, data, eval_dir, chat_limit=4 if args.smoke else args.chat_limit,
+                 limit=32 if args.smoke else args.eval_limit,
+                 max_new_tokens=8 if args.smoke else DEFAULT_MAX_NEW_TOKENS, base_arg=args.base)
+
+    run_step("eval", (eval_dir / "eval.json").exists(), evaluate_checkpoint, timings, record)
+
     def check_examples():
         from safevlm.engine import ChatEngine
         from safevlm.eval import evaluate_app_examples

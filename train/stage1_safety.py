@@ -7,18 +7,22 @@ CE on cached features (seconds per epoch); phase B fits set 2 with the LM loss o
 examples in `tokens` mode (the only place set 2 acts).
 
     python -m train.stage1_safety --data data/gen --out runs/stage1 [--smoke]
+    stage1_safety.run(Stage1Config(data=..., out=...))   # what the recipe calls
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from safevlm.bases import load_base
 from safevlm.config import SafeVLMConfig
+from safevlm.errors import SafeVLMError
 from safevlm.model import SafeVLM
 from safevlm.policy import Thresholds
 from train.calibrate import apply_thresholds, calibrate_model
@@ -32,12 +36,33 @@ from train.features import (
     shuffled_batches,
     split_examples,
 )
-from train.loop import TrainConfig, base_parser, config_from_args, seed_everything, train
+from train.loop import (
+    StageConfig,
+    StageError,
+    TrainConfig,
+    base_parser,
+    config_from_args,
+    seed_everything,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
 HEAD_DEFAULTS = TrainConfig(epochs=3, lr=2e-3, batch_size=64, warmup_steps=20)
 TOKEN_DEFAULTS = TrainConfig(epochs=1, lr=5e-3, batch_size=8, warmup_steps=5, max_steps=40)
+
+
+@dataclass(kw_only=True)
+class Stage1Config(StageConfig):
+    """Stage 1's settings; `parser()` documents each as a flag."""
+    weight: float | None = None
+    query_source: str | None = None
+    query_layer: int | None = None
+    token_steps: int | None = None
+    tokens_from: Path | None = None
+    ocr_share: float = 1.0
+    head_ensemble: int | None = None
+    final_on_train_val: bool = False
 
 
 def head_loss(model: SafeVLM, label_smoothing: float = 0.05, member: int | None = None):
@@ -67,39 +92,39 @@ def head_accuracy(model: SafeVLM, examples) -> dict:
             "val_examples": n}
 
 
-def build_model(base, args) -> SafeVLM:
-    """The model phase A starts from: `--init`'s checkpoint, or fresh modules for the args."""
-    if args.init:
-        model = SafeVLM.from_pretrained(base, args.init, load_adapter=False)
-        if args.head_ensemble is not None and args.head_ensemble != model.config.head_ensemble:
-            raise SystemExit(f"error: --init {args.init} has {model.config.head_ensemble} safety classifier(s); "
-                             f"--head-ensemble {args.head_ensemble} needs a fresh run (drop --init)")
+def build_model(base, config: Stage1Config) -> SafeVLM:
+    """The model phase A starts from: `--init`'s checkpoint, or fresh modules for the config."""
+    if config.init:
+        model = SafeVLM.from_pretrained(base, config.init, load_adapter=False)
+        if config.head_ensemble is not None and config.head_ensemble != model.config.head_ensemble:
+            raise StageError(f"--init {config.init} has {model.config.head_ensemble} safety classifier(s); "
+                             f"--head-ensemble {config.head_ensemble} needs a fresh run (drop --init)")
     else:
         cfg = SafeVLMConfig(base=base.name)
-        if args.query_source:
-            cfg = cfg.override(query_source=args.query_source)
-        if args.query_layer is not None:
-            cfg = cfg.override(query_layer=args.query_layer)
-        if args.head_ensemble is not None:
-            cfg = cfg.override(head_ensemble=args.head_ensemble)
+        if config.query_source:
+            cfg = cfg.override(query_source=config.query_source)
+        if config.query_layer is not None:
+            cfg = cfg.override(query_layer=config.query_layer)
+        if config.head_ensemble is not None:
+            cfg = cfg.override(head_ensemble=config.head_ensemble)
         model = SafeVLM(base, cfg)
-    if args.weight is not None:  # the safety loss weight is the config's, saved with it
-        model.config = model.config.override(safety_loss_weight=args.weight)
+    if config.weight is not None:  # the safety loss weight is the config's, saved with it
+        model.config = model.config.override(safety_loss_weight=config.weight)
     return model
 
 
-def fit_head(model: SafeVLM, examples, args, out: Path, suffix: str = "") -> float:
+def fit_head(model: SafeVLM, examples, config: Stage1Config, out: Path, suffix: str = "") -> float:
     """Phase A: projector, safety tokens set 1 and head on cached features, each ensemble
     member on its own loss, initialisation and batch order (their average is the head).
     Returns the seconds it took."""
     model.safety_tokens_llm.requires_grad_(False)
-    head_cfg = config_from_args(args, HEAD_DEFAULTS)
+    head_cfg = config_from_args(config, HEAD_DEFAULTS)
     seconds = 0.0
     for i, member in enumerate(model.members):
         name = ("head" if i == 0 else f"head{i}") + suffix
-        result = train(member, shuffled_batches(examples, head_cfg.batch_size, args.seed + i, collate_head),
+        result = train(member, shuffled_batches(examples, head_cfg.batch_size, config.seed + i, collate_head),
                        head_loss(model, member=i), head_cfg, out / name, len(examples),
-                       f"stage1-{name}", resume=args.resume)
+                       f"stage1-{name}", resume=config.resume)
         seconds += result.seconds
     return seconds
 
@@ -122,7 +147,7 @@ def copy_llm_tokens(model: SafeVLM, checkpoint: Path) -> int:
     return len(state)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser():
     p = base_parser("Stage 1: safety modules on a frozen base.")
     p.add_argument("--weight", type=float, default=None, help="safety loss weight (paper: 10)")
     p.add_argument("--query-source", choices=["hidden", "embeddings", "paper"], default=None)
@@ -132,40 +157,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens-from", default=None,
                    help="take safety tokens set 2 from this checkpoint instead of phase B (set 2 only "
                         "meets the frozen LLM, so a checkpoint of the same base serves)")
-    p.add_argument("--ocr-share", type=float, default=1.0,
+    p.add_argument("--ocr-share", type=float, default=Stage1Config.ocr_share,
                    help="share of request-form images read by OCR; the rest use their drawn text")
     p.add_argument("--head-ensemble", type=int, default=None,
                    help="independently trained safety classifiers, probabilities averaged (default 1)")
     p.add_argument("--final-on-train-val", action="store_true",
                    help="after calibrating on val, train the shipped head anew on train+val (same settings) "
                         "and keep the val-calibrated thresholds; the train-only head stays in OUT/train_only")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    seed_everything(args.seed)
-    data, out = Path(args.data), Path(args.out)
+    return p
 
-    base = load_base(args.base)
-    model = build_model(base, args)
-    limit = 24 if args.smoke else args.limit
+
+def run(config: Stage1Config) -> Path:
+    """Phase A (and the final head on train+val when asked), calibration on val, phase B;
+    saves the safety modules and stage1.json in `config.out` and returns it."""
+    seed_everything(config.seed)
+    data, out = config.data, config.out
+
+    base = load_base(config.base)
+    model = build_model(base, config)
+    limit = 24 if config.smoke else config.limit
     reader = make_reader(model)
     cache = FeatureCache.for_model(data, model)
-    train_ex = split_examples(model, data, "train", cache, reader, limit, args.seed, args.ocr_share)
-    val_ex = split_examples(model, data, "val", cache, reader, 8 if args.smoke else 0, ocr_share=args.ocr_share)
+    train_ex = split_examples(model, data, "train", cache, reader, limit, config.seed, config.ocr_share)
+    val_ex = split_examples(model, data, "val", cache, reader, 8 if config.smoke else 0, ocr_share=config.ocr_share)
 
     # Phase A: projector, safety tokens set 1 and head, on cached features.
-    head_seconds = fit_head(model, train_ex, args, out)
+    head_seconds = fit_head(model, train_ex, config, out)
     val = head_accuracy(model, val_ex)
     log.info("stage 1 head: %s", val)
     calibration = calibrate_model(model, val_ex)  # default thresholds chosen on val, saved below
     trained_on = "train"
-    if args.final_on_train_val and val_ex:
+    if config.final_on_train_val and val_ex:
         # The head that ships learns from val's families too; it keeps the temperatures and
         # thresholds calibrated above on val, where the first head had not seen them.
         model.save_safety_modules(out / "train_only", metadata={"stage": "stage1", "trained_on": "train"})
         thresholds, calibrated = Thresholds.default(model.taxonomy), model.config
-        seed_everything(args.seed)
-        model = build_model(base, args)
-        head_seconds += fit_head(model, train_ex + val_ex, args, out, suffix="-final")
+        seed_everything(config.seed)
+        model = build_model(base, config)
+        head_seconds += fit_head(model, train_ex + val_ex, config, out, suffix="-final")
         apply_thresholds(model, thresholds)
         model.config = dataclasses.replace(model.config, type_temperature=calibrated.type_temperature,
                                            level_temperature=calibrated.level_temperature)
@@ -175,25 +204,34 @@ def main(argv: list[str] | None = None) -> int:
     model.requires_grad_(False)
     model.safety_tokens_llm.requires_grad_(True)
     risky = [e for e in train_ex if e.type_index != model.taxonomy.safe_index]
-    token_cfg = config_from_args(args, TOKEN_DEFAULTS)
-    token_cfg.max_steps = 2 if args.smoke else (args.token_steps if args.token_steps is not None
+    token_cfg = config_from_args(config, TOKEN_DEFAULTS)
+    token_cfg.max_steps = 2 if config.smoke else (config.token_steps if config.token_steps is not None
                                                else TOKEN_DEFAULTS.max_steps)
-    if args.tokens_from:
-        copied = copy_llm_tokens(model, Path(args.tokens_from))
-        log.info("safety tokens set 2: %d tensor(s) taken from %s (phase B skipped)", copied, args.tokens_from)
+    if config.tokens_from:
+        copied = copy_llm_tokens(model, Path(config.tokens_from))
+        log.info("safety tokens set 2: %d tensor(s) taken from %s (phase B skipped)", copied, config.tokens_from)
     elif risky and token_cfg.max_steps > 0:
         def collate_tokens(examples):
             return collate_lm(model, examples, [{"tokens": True}] * len(examples))
 
-        train(model, shuffled_batches(risky, token_cfg.batch_size, args.seed, collate_tokens),
+        train(model, shuffled_batches(risky, token_cfg.batch_size, config.seed, collate_tokens),
               lambda b: {"loss": lm_loss(model, b)}, token_cfg, out / "tokens", len(risky),
-              "stage1-tokens", resume=args.resume)
+              "stage1-tokens", resume=config.resume)
     model.save_safety_modules(out, metadata={"stage": "stage1", **{k: round(v, 4) for k, v in val.items()}})
-    (out / "stage1.json").write_text(__import__("json").dumps({
+    (out / "stage1.json").write_text(json.dumps({
         "train_examples": len(train_ex), "val": val, "calibration": calibration, "head_seconds": round(head_seconds, 1),
-        "head_ensemble": model.config.head_ensemble, "ocr_share": args.ocr_share, "trained_on": trained_on,
+        "head_ensemble": model.config.head_ensemble, "ocr_share": config.ocr_share, "trained_on": trained_on,
         "weight": model.config.safety_loss_weight, "base": base.id}, indent=2) + "\n")
     log.info("saved stage 1 checkpoint to %s", out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(Stage1Config.from_args(parser().parse_args(argv)))
+    except SafeVLMError as e:
+        raise SystemExit(f"error: {e}") from None
     return 0
 
 

@@ -8,6 +8,7 @@ project's refusal or cautious answer; clean examples carry their helpful answer.
 inference the adapter acts only on flagged inputs, so allowed inputs keep the base answer.
 
     python -m train.stage2_finetune --init runs/stage1 --data data/gen --out runs/stage2 [--smoke]
+    stage2_finetune.run(Stage2Config(init=..., data=..., out=...))   # what the recipe calls
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import logging
 import random
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from safevlm.bases import load_base
 from safevlm.config import Mode
+from safevlm.errors import SafeVLMError
 from safevlm.model import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE, SafeVLM
 from train.features import (
     FeatureCache,
@@ -30,13 +33,30 @@ from train.features import (
     shuffled_batches,
     split_examples,
 )
-from train.loop import TrainConfig, base_parser, config_from_args, seed_everything, train
+from train.loop import (
+    StageConfig,
+    StageError,
+    TrainConfig,
+    base_parser,
+    config_from_args,
+    seed_everything,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULTS = TrainConfig(epochs=1, lr=3e-4, batch_size=8, warmup_steps=10, max_steps=100)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CONDITIONINGS = (Mode.HINT, Mode.TOKENS, Mode.BOTH)
+
+
+@dataclass(kw_only=True)
+class Stage2Config(StageConfig):
+    """Stage 2's settings (`init`, a stage 1 checkpoint, is required); `parser()` documents them."""
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    clean_fraction: float = 0.35
 
 
 def conditioning_for(example, taxonomy, rng: random.Random) -> dict:
@@ -62,47 +82,51 @@ def half_precision(path: Path) -> None:
     save_file({k: v.half().contiguous() for k, v in load_file(str(path)).items()}, str(path))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser():
     p = base_parser("Stage 2: LoRA fine-tuning with the safety modules frozen.")
-    p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--alpha", type=int, default=16)
-    p.add_argument("--dropout", type=float, default=0.05)
-    p.add_argument("--clean-fraction", type=float, default=0.35,
+    p.add_argument("--rank", type=int, default=Stage2Config.rank)
+    p.add_argument("--alpha", type=int, default=Stage2Config.alpha)
+    p.add_argument("--dropout", type=float, default=Stage2Config.dropout)
+    p.add_argument("--clean-fraction", type=float, default=Stage2Config.clean_fraction,
                    help="share of clean examples in the stage 2 mix")
-    args = p.parse_args(argv)
-    if not args.init:
-        p.error("--init (a stage 1 checkpoint) is required")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    seed_everything(args.seed)
+    return p
+
+
+def run(config: Stage2Config) -> Path:
+    """LoRA on the stage 1 checkpoint `config.init`; saves the adapter (fp16), the safety
+    modules and stage2.json in `config.out` and returns it."""
+    if config.init is None:
+        raise StageError("stage 2 needs --init, a stage 1 checkpoint")
+    seed_everything(config.seed)
     from peft import LoraConfig, get_peft_model
 
-    data, out, init = Path(args.data), Path(args.out), Path(args.init)
-    base = load_base(args.base)
+    data, out, init = config.data, config.out, config.init
+    base = load_base(config.base)
     model = SafeVLM.from_pretrained(base, init, load_adapter=False)
     model.requires_grad_(False)
-    limit = 16 if args.smoke else args.limit
+    limit = 16 if config.smoke else config.limit
     examples = split_examples(model, data, "train", FeatureCache.for_model(data, model), make_reader(model),
-                              limit, args.seed)
-    rng = random.Random(args.seed)
+                              limit, config.seed)
+    rng = random.Random(config.seed)
     risky = [e for e in examples if e.type_index != model.taxonomy.safe_index]
     clean = [e for e in examples if e.type_index == model.taxonomy.safe_index]
-    n_clean = min(len(clean), int(len(risky) * args.clean_fraction / max(1e-6, 1 - args.clean_fraction)))
+    n_clean = min(len(clean), int(len(risky) * config.clean_fraction / max(1e-6, 1 - config.clean_fraction)))
     mix = risky + rng.sample(clean, n_clean)
     conditioning = {id(e): conditioning_for(e, model.taxonomy, rng) for e in mix}
 
     targets = lora_targets(base)
     base.lm = get_peft_model(base.lm, LoraConfig(
-        r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout,
+        r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=targets, task_type="CAUSAL_LM",
     ))
-    cfg = config_from_args(args, DEFAULTS)
+    cfg = config_from_args(config, DEFAULTS)
 
     def collate(batch):
         return collate_lm(model, batch, [conditioning[id(e)] for e in batch])
 
-    result = train(base.lm, shuffled_batches(mix, cfg.batch_size, args.seed, collate),
+    result = train(base.lm, shuffled_batches(mix, cfg.batch_size, config.seed, collate),
                    lambda b: {"loss": lm_loss(model, b)}, cfg, out / "lora", len(mix), "stage2-lora",
-                   resume=args.resume)
+                   resume=config.resume)
     out.mkdir(parents=True, exist_ok=True)
     base.lm.save_pretrained(str(out / ADAPTER_DIR))
     half_precision(out / ADAPTER_DIR / "adapter_model.safetensors")
@@ -111,9 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     (out / "stage2.json").write_text(json.dumps({
         "examples": len(mix), "risky": len(risky), "clean": n_clean, "steps": result.steps,
         "seconds": round(result.seconds, 1), "final_loss": result.losses[-1],
-        "lora": {"r": args.rank, "alpha": args.alpha, "dropout": args.dropout, "targets": targets},
+        "lora": {"r": config.rank, "alpha": config.alpha, "dropout": config.dropout, "targets": targets},
         "base": base.id}, indent=2) + "\n")
     log.info("saved stage 2 checkpoint (safety modules + adapter) to %s", out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if not args.init:
+        p.error("--init (a stage 1 checkpoint) is required")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(Stage2Config.from_args(args))
+    except SafeVLMError as e:
+        raise SystemExit(f"error: {e}") from None
     return 0
 
 

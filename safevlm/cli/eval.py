@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from safevlm.cli import CLIError, add_model_args, load_engine
 from safevlm.config import MODES
-from safevlm.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS, eval_sets, run_eval
-from safevlm.eval_report import summary_table, write_report
+from safevlm.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS, evaluate
+from safevlm.eval_report import summary_table
 
 
 def cmd_eval(args) -> int:
@@ -13,14 +13,11 @@ def cmd_eval(args) -> int:
         raise CLIError("pass --data DIR (reads DIR/<split>.jsonl) and/or --extra FILE.jsonl")
     if args.chat_limit < 0 or args.max_new_tokens < 1:
         raise CLIError("--chat-limit must be >= 0 and --max-new-tokens >= 1")
-    engine = load_engine(args)
-    thresholds = engine.thresholds(args.thresholds)
-    sets = eval_sets(args.data, args.split, args.extra or [], engine.taxonomy, args.limit, args.seed)
-    settings = {"data": args.data, "split": args.split, "extra": list(args.extra or []),
-                "limit": args.limit, "base_arg": args.base}
-    results = run_eval(engine, sets, thresholds, args.chat_limit, args.max_new_tokens, args.seed,
-                       args.mode, progress=not args.no_progress, settings=settings)
-    report = write_report(results, args.out)
+    engine = load_engine(args)  # parses --thresholds
+    results, report = evaluate(engine, args.data, args.out, split=args.split, extra=args.extra or [],
+                               thresholds=args.thresholds, limit=args.limit, chat_limit=args.chat_limit,
+                               max_new_tokens=args.max_new_tokens, seed=args.seed, mode=args.mode,
+                               progress=not args.no_progress, base_arg=args.base)
     print(summary_table(results))
     print(f"report: {report}")
     return 0
