@@ -1,6 +1,6 @@
 """Annotation handlers of the Annotate tab: browse logged turns, open one, save a label,
 export. Every handler checks the token first; the images and exports it hands out live a few
-minutes (`served`). No components (`annotate_tab`), no SQL (`store`)."""
+minutes (`served`). No components (`layout`), no SQL (`store`)."""
 
 import hmac
 import time

@@ -25,9 +25,9 @@ from app.handlers import Handlers  # noqa: E402
 from app.layout import CSS, build_layout  # noqa: E402
 from app.served import UPLOADS, CountUploads  # noqa: E402
 from app.settings import EXAMPLES_DIR, AppSettings  # noqa: E402
-from safevlm.bases import BaseError  # noqa: E402
 from safevlm.engine import ChatEngine  # noqa: E402
-from safevlm.model import CheckpointError  # noqa: E402
+from safevlm.model.bases import BaseError  # noqa: E402
+from safevlm.model.modeling import CheckpointError  # noqa: E402
 from safevlm.store import Store, StoreError  # noqa: E402
 
 if TYPE_CHECKING:

@@ -11,14 +11,14 @@ import gradio as gr
 from app.chatlog import ChatLog
 from app.errors import USER_ERRORS, one_line, shown
 from app.panel import badge_html, details_markdown, level_frame, type_frame
-from app.safety_settings import check_mode, thresholds_from_values, thresholds_note
+from app.safety_settings import check_mode, preview_html, thresholds_from_values, thresholds_note
 from app.served import in_upload_folder
 from app.session import ChatSession
 from app.settings import AppSettings
 from app.worker import ModelWorker, TurnStop
 from safevlm.engine import ChatEngine, clean_prompt
 from safevlm.images import load_image
-from safevlm.model import GenerationSettings
+from safevlm.model.modeling import GenerationSettings
 from safevlm.policy import Thresholds
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,9 @@ class ChatTurns:
     def taxonomy(self):
         return self.engine.taxonomy
 
-    def respond(
-        self,
-        message: Mapping | None,
-        chatbot: list | None,
-        session: ChatSession | None,
-        mode: str,
-        threshold_values: Sequence[float],
-        log_this_chat: bool = True,
-        stop_key: str = "",
-    ) -> Iterator[ChatOutputs]:
+    def respond(self, message: Mapping | None, chatbot: list | None, session: ChatSession | None, mode: str,
+                threshold_values: Sequence[float], log_this_chat: bool = True,
+                stop_key: str = "") -> Iterator[ChatOutputs]:
         """One chat turn from the input box: validate, then stream the verdict and the answer.
         A new image starts a new conversation about it. Errors a person can fix raise
         gr.Error with one line before anything changes (and nothing is logged)."""
@@ -118,15 +111,9 @@ class ChatTurns:
             stop_key,
         )
 
-    def regenerate(
-        self,
-        chatbot: list | None,
-        session: ChatSession | None,
-        mode: str,
-        threshold_values: Sequence[float],
-        log_this_chat: bool = True,
-        stop_key: str = "",
-    ) -> Iterator[ChatOutputs]:
+    def regenerate(self, chatbot: list | None, session: ChatSession | None, mode: str,
+                   threshold_values: Sequence[float], log_this_chat: bool = True,
+                   stop_key: str = "") -> Iterator[ChatOutputs]:
         """Re-run the last prompt with the current mode and thresholds; the new answer is
         added below the old one so both can be compared, and replaces it in the context."""
         if session is None or not session.last_prompt:
@@ -153,6 +140,10 @@ class ChatTurns:
             log_this_chat,
             stop_key,
         )
+
+    def preview(self, session: ChatSession | None, threshold_values: Sequence[float]) -> str:
+        """What the current thresholds would decide for the last turn's probabilities."""
+        return preview_html(self.engine, session, threshold_values)
 
     def stop(self, stop_key: str) -> None:
         """Ask the running turn of this browser session to stop; it ends and is logged as stopped."""

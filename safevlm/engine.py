@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 
 from safevlm.assets import ASSETS_DIR
-from safevlm.bases import Base, load_base
 from safevlm.config import Mode, SafeVLMConfig
 from safevlm.errors import UserError
 from safevlm.images import LoadedImage, load_image
-from safevlm.model import GenerationSettings, ImageFeatures, SafeVLM
+from safevlm.model.bases import Base, load_base
+from safevlm.model.modeling import GenerationSettings, ImageFeatures, SafeVLM
+from safevlm.model.reader import Reader
 from safevlm.policy import Decision, Thresholds, decide
-from safevlm.reader import Reader
 from safevlm.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)

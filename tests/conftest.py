@@ -92,7 +92,7 @@ def hub():
 
 @pytest.fixture(scope="session")
 def smol_tokenizer():
-    from safevlm.bases import load_smollm2
+    from safevlm.model.bases import load_smollm2
 
     _, tokenizer = load_smollm2()
     return tokenizer
@@ -129,7 +129,7 @@ def tiny_llava_dir(tmp_path_factory, smol_tokenizer):
 
 @pytest.fixture(scope="session")
 def toy_base(tiny_llava_dir):
-    from safevlm.bases import load_llava_base
+    from safevlm.model.bases import load_llava_base
 
     return load_llava_base(str(tiny_llava_dir))
 

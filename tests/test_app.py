@@ -24,7 +24,8 @@ from conftest import serving  # noqa: E402
 
 from app.about import about_markdown  # noqa: E402
 from app.app import open_log, push_on_sigterm, start_log_sync  # noqa: E402
-from app.handlers import ChatOutputs, Handlers  # noqa: E402
+from app.chat import ChatOutputs  # noqa: E402
+from app.handlers import Handlers  # noqa: E402
 from app.panel import TYPE_STATUS_COLOURS  # noqa: E402
 from app.settings import AppSettings, load_examples  # noqa: E402
 from safevlm.engine import ChatEngine  # noqa: E402
@@ -84,7 +85,7 @@ def turn(
     message = {"text": prompt, "files": [str(image)] if image else []}
     values = values if values is not None else defaults(handlers.engine)
     return list(
-        handlers.respond(message, chatbot or [], session, mode, values, log_this_chat, "tab-1")
+        handlers.chat.respond(message, chatbot or [], session, mode, values, log_this_chat, "tab-1")
     )
 
 
@@ -179,7 +180,7 @@ def test_dont_log_this_chat_writes_no_turn(handlers, db_path):
 
 def test_switching_dont_log_on_mid_chat_stops_logging_the_next_turns(handlers, db_path):
     first = turn(handlers, "What animal is this?", image=CAT)[-1]
-    assert "not logged" in handlers.set_logging(False, first.session)  # the box's change event
+    assert "not logged" in handlers.chatlog.set_logging(False, first.session)  # the box's change event
     turn(
         handlers,
         "And its colour?",
@@ -200,10 +201,10 @@ def test_a_server_with_logging_off_writes_nothing(engine, db_path):
 def test_a_stopped_turn_is_logged_with_status_stopped(handlers, db_path):
     message = {"text": "Describe this image in detail.", "files": [str(CAT)]}
     steps = []
-    for step in handlers.respond(message, [], None, "", defaults(handlers.engine), True, "tab-1"):
+    for step in handlers.chat.respond(message, [], None, "", defaults(handlers.engine), True, "tab-1"):
         steps.append(step)
         if is_drawn(step.type_plot):
-            handlers.stop("tab-1")
+            handlers.chat.stop("tab-1")
     assert "*(stopped)*" in steps[-1].chatbot[-1]["content"]
     assert steps[-1].textbox.interactive is True, "the input box comes back after a stop"
     (logged,) = reopened_turns(db_path)
@@ -221,7 +222,7 @@ def test_a_text_only_question_is_answered_and_logged_without_an_image(handlers, 
 def test_a_turn_advanced_from_changing_threads_finishes(handlers, db_path):
     """Gradio runs each step of a sync generator on whichever worker thread is free; the
     engine's lock must still be taken and released on one thread (the app's model thread)."""
-    steps = handlers.respond(
+    steps = handlers.chat.respond(
         {"text": "What animal is this?", "files": [str(CAT)]},
         [],
         None,
@@ -243,7 +244,7 @@ def test_a_turn_advanced_from_changing_threads_finishes(handlers, db_path):
 
 
 def test_a_turn_abandoned_by_the_browser_is_still_logged_as_stopped(handlers, db_path):
-    steps = handlers.respond(
+    steps = handlers.chat.respond(
         {"text": "Describe this image in detail.", "files": [str(CAT)]},
         [],
         None,
@@ -278,9 +279,9 @@ def test_a_log_that_cannot_be_written_does_not_break_the_chat(engine, tmp_path):
 
 def test_forgetting_a_chat_deletes_its_logged_turns(handlers, db_path):
     final = turn(handlers, "What animal is this?", image=CAT)[-1]
-    assert "Deleted 1" in handlers.forget(final.session)
+    assert "Deleted 1" in handlers.chatlog.forget(final.session)
     assert reopened_turns(db_path) == []
-    assert "Nothing" in handlers.forget(final.session)
+    assert "Nothing" in handlers.chatlog.forget(final.session)
 
 
 # --- errors a person can fix: one line, nothing logged ------------------------------------------
@@ -320,7 +321,7 @@ def test_a_threshold_outside_zero_to_one_is_refused(handlers, engine):
 
 def test_regenerate_without_a_turn_says_what_to_do(handlers, engine):
     with pytest.raises(gr.Error, match="ask a question first"):
-        list(handlers.regenerate([], None, "", defaults(engine), True, "tab-1"))
+        list(handlers.chat.regenerate([], None, "", defaults(engine), True, "tab-1"))
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -339,7 +340,7 @@ def test_zero_thresholds_turn_the_decision_away_from_allow(handlers, engine, db_
 def test_regenerate_reruns_the_last_prompt_with_the_current_settings(handlers, engine, db_path):
     first = turn(handlers, "What animal is this?", image=CAT)[-1]
     zeros = [0.0] * (len(engine.taxonomy.risk_types) + 1)
-    steps = list(handlers.regenerate(first.chatbot, first.session, "both", zeros, True, "tab-1"))
+    steps = list(handlers.chat.regenerate(first.chatbot, first.session, "both", zeros, True, "tab-1"))
     final = steps[-1]
     answers = [m for m in final.chatbot if m["role"] == "assistant"]
     assert len(answers) == 2, "both answers stay on screen to compare"
@@ -354,9 +355,9 @@ def test_the_preview_says_what_the_current_thresholds_would_decide(handlers, eng
     session = turn(handlers, "What animal is this?", image=CAT)[-1].session
     zeros = [0.0] * (len(engine.taxonomy.risk_types) + 1)
     ones = [1.0] * (len(engine.taxonomy.risk_types) + 1)
-    assert "ALLOW" not in handlers.preview(session, zeros)
-    assert "ALLOW" in handlers.preview(session, ones)
-    assert handlers.preview(None, ones) == ""
+    assert "ALLOW" not in handlers.chat.preview(session, zeros)
+    assert "ALLOW" in handlers.chat.preview(session, ones)
+    assert handlers.chat.preview(None, ones) == ""
 
 
 def test_settings_come_from_the_environment():
@@ -481,7 +482,7 @@ def test_every_example_has_an_image_and_a_prompt():
 def test_thumbs_feedback_is_stored_with_the_comment(handlers, db_path):
     final = turn(handlers, "What animal is this?", image=CAT)[-1]
     (answer_index,) = final.session.turn_ids
-    status, comment = handlers.feedback(final.session, answer_index, False, "  too vague  ")
+    status, comment = handlers.chatlog.feedback(final.session, answer_index, False, "  too vague  ")
     assert "saved" in status and comment == ""
     (logged,) = reopened_turns(db_path)
     assert (logged["feedback_up"], logged["feedback_down"]) == (0, 1)
@@ -489,17 +490,17 @@ def test_thumbs_feedback_is_stored_with_the_comment(handlers, db_path):
         assert db.execute("SELECT rating, comment FROM feedback").fetchall() == [(-1, "too vague")]
 
     # a second click changes the vote; clearing it on screen (Gradio sends "") takes it back
-    status, _ = handlers.feedback(final.session, answer_index, True, "")
+    status, _ = handlers.chatlog.feedback(final.session, answer_index, True, "")
     (logged,) = reopened_turns(db_path)
     assert "saved" in status and (logged["feedback_up"], logged["feedback_down"]) == (1, 0)
-    status, _ = handlers.feedback(final.session, answer_index, "", "")
+    status, _ = handlers.chatlog.feedback(final.session, answer_index, "", "")
     (logged,) = reopened_turns(db_path)
     assert "removed" in status and (logged["feedback_up"], logged["feedback_down"]) == (0, 0)
 
 
 def test_feedback_on_an_unlogged_answer_stores_nothing(handlers, db_path):
     final = turn(handlers, "What animal is this?", image=CAT, log_this_chat=False)[-1]
-    status, _ = handlers.feedback(final.session, len(final.chatbot) - 1, True, "")
+    status, _ = handlers.chatlog.feedback(final.session, len(final.chatbot) - 1, True, "")
     assert "not logged" in status
 
 
@@ -510,53 +511,53 @@ def test_annotation_refuses_a_wrong_or_missing_token(handlers):
     turn(handlers, "What animal is this?", image=CAT)
     for wrong in ("", "nope", TOKEN + "x"):
         with pytest.raises(gr.Error, match="token"):
-            handlers.browse(wrong, "any", "any", False)
+            handlers.annotation.browse(wrong, "any", "any", False)
         with pytest.raises(gr.Error, match="token"):
-            handlers.open_turn(wrong, 1)
+            handlers.annotation.open_turn(wrong, 1)
         with pytest.raises(gr.Error, match="token"):
-            handlers.export(wrong, "jsonl")
+            handlers.annotation.export(wrong, "jsonl")
         with pytest.raises(gr.Error, match="token"):
-            handlers.save_label(wrong, 1, "me", "yes", None, None, 5, "")
-    assert len(handlers.browse(TOKEN, "any", "any", False)) == 1
+            handlers.annotation.save_label(wrong, 1, "me", "yes", None, None, 5, "")
+    assert len(handlers.annotation.browse(TOKEN, "any", "any", False)) == 1
 
 
 def test_a_public_app_without_a_token_disables_annotation(engine, store):
     public = make_handlers(engine, store, public=True)
     assert not public.settings.annotation_open
     with pytest.raises(gr.Error, match="disabled"):
-        public.browse("", "any", "any", False)
+        public.annotation.browse("", "any", "any", False)
 
 
 def test_browsing_filters_by_decision_type_and_label(handlers, engine):
     count = len(engine.taxonomy.risk_types) + 1
     turn(handlers, "What animal is this?", image=CAT, values=[1.0] * count)  # allow
     turn(handlers, "What animal is this?", image=CAT, values=[0.0] * count)  # flagged
-    table = handlers.browse(TOKEN, "allow", "any", False)
+    table = handlers.annotation.browse(TOKEN, "allow", "any", False)
     assert list(table["decision"]) == ["allow"]
-    flagged = handlers.browse(TOKEN, "any", "any", False).iloc[0]
-    by_type = handlers.browse(TOKEN, "any", flagged["type"], True)
+    flagged = handlers.annotation.browse(TOKEN, "any", "any", False).iloc[0]
+    by_type = handlers.annotation.browse(TOKEN, "any", flagged["type"], True)
     assert list(by_type["id"]) == [flagged["id"]]
 
 
 def test_a_label_is_saved_and_exported_as_a_training_record(handlers, db_path, tmp_path):
     turn(handlers, "What animal is this?", image=CAT)
-    (turn_id,) = handlers.browse(TOKEN, "any", "any", True)["id"]
-    opened = handlers.open_turn(TOKEN, turn_id)
+    (turn_id,) = handlers.annotation.browse(TOKEN, "any", "any", True)["id"]
+    opened = handlers.annotation.open_turn(TOKEN, turn_id)
     assert opened[0] == turn_id and opened[1] is not None and "What animal is this?" in opened[2]
     assert list(bars(opened[3])["type"]) == list(handlers.taxonomy.type_labels)
 
     with pytest.raises(gr.Error, match="annotator"):
-        handlers.save_label(TOKEN, turn_id, " ", "yes", None, None, 4, "")
-    assert "Saved label" in handlers.save_label(
+        handlers.annotation.save_label(TOKEN, turn_id, " ", "yes", None, None, 4, "")
+    assert "Saved label" in handlers.annotation.save_label(
         TOKEN, turn_id, "ann", "no", "privacy", 2, 2, "reads a card"
     )
-    assert handlers.browse(TOKEN, "any", "any", True).empty, (
+    assert handlers.annotation.browse(TOKEN, "any", "any", True).empty, (
         "a labelled turn leaves the unlabelled filter"
     )
-    reopened = handlers.open_turn(TOKEN, turn_id)
+    reopened = handlers.annotation.open_turn(TOKEN, turn_id)
     assert reopened[5:] == ("no", "privacy", 2, 2, "reads a card")
 
-    jsonl = Path(handlers.export(TOKEN, "jsonl", True))
+    jsonl = Path(handlers.annotation.export(TOKEN, "jsonl", True))
     (record,) = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert set(TRAINING_KEYS) <= set(record)
     assert (record["prompt"], record["type"], record["level"]) == (
@@ -565,7 +566,7 @@ def test_a_label_is_saved_and_exported_as_a_training_record(handlers, db_path, t
         2,
     )
     assert Path(record["image"]).is_file()
-    csv = pd.read_csv(handlers.export(TOKEN, "csv", False))
+    csv = pd.read_csv(handlers.annotation.export(TOKEN, "csv", False))
     assert list(csv["id"]) == [turn_id] and csv["annotator"][0] == "ann"
 
 

@@ -67,7 +67,7 @@ def test_the_llava_path_benches_too(tmp_path, tiny_llava_dir, toy_base):
     """The GPU-host path (`--base llava:DIR`), here on a tiny random Llava and untrained
     safety modules: every section runs, and the report names the base it measured."""
     from safevlm.config import SafeVLMConfig
-    from safevlm.model import SafeVLM
+    from safevlm.model.modeling import SafeVLM
 
     checkpoint = tmp_path / "checkpoint"
     SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4)).save_safety_modules(checkpoint)

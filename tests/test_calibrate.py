@@ -4,7 +4,7 @@ with the checkpoint."""
 import pytest
 
 from safevlm.config import SafeVLMConfig
-from safevlm.model import SafeVLM
+from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import load_taxonomy
 from train.calibrate import apply_thresholds, calibrate, rates
@@ -79,7 +79,7 @@ def test_fitted_temperatures_scale_the_models_probabilities_and_travel_with_it(t
 
     import torch
 
-    from safevlm.model import ImageFeatures
+    from safevlm.model.modeling import ImageFeatures
 
     model = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4)).eval()
     grid = torch.randn(2, model.config.vision_channels, 4, 4)

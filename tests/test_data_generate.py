@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safevlm.data import cli, fonts, generate, kinds, photos, render, texts
+from safevlm.data import splits
+from safevlm.data.generator import cli, fonts, generate, kinds, photos, render, texts
 from safevlm.data.schema import Record, read_jsonl
 from safevlm.taxonomy import load_taxonomy
 
@@ -247,12 +248,12 @@ def test_every_risky_type_and_level_has_refusal_templates(taxonomy):
 
 def test_stratified_splits_are_deterministic_proportional_and_never_empty():
     keys = [f"item {i}" for i in range(200)]
-    splits = texts.stratified_splits(keys)
-    assert splits == texts.stratified_splits(list(keys))
-    for split, share in texts.SPLIT_FRACTIONS:
-        assert splits.count(split) == round(200 * share)
-    assert sorted(set(texts.stratified_splits(["a", "b", "c", "d", "e"]))) == sorted(SPLITS)
-    assert set(texts.stratified_splits(["a", "b", "c"])) == {"train", "test"}
+    chosen = splits.stratified_splits(keys)
+    assert chosen == splits.stratified_splits(list(keys))
+    for split, share in splits.SPLIT_FRACTIONS:
+        assert chosen.count(split) == round(200 * share)
+    assert sorted(set(splits.stratified_splits(["a", "b", "c", "d", "e"]))) == sorted(SPLITS)
+    assert set(splits.stratified_splits(["a", "b", "c"])) == {"train", "test"}
 
 
 def test_held_out_phrasings_come_only_in_test():

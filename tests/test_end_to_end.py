@@ -10,10 +10,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_train_save_load_classify_chat_and_log(tmp_path):
-    from safevlm.data.generate import generate_dataset
+    from safevlm.data.generator.generate import generate_dataset
     from safevlm.data.schema import read_jsonl
     from safevlm.engine import ChatEngine
-    from safevlm.model import GenerationSettings
+    from safevlm.model.modeling import GenerationSettings
     from safevlm.store import Store
     from train import stage1_safety, stage2_finetune
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from safevlm.engine import PromptError, clean_prompt
-from safevlm.model import GenerationSettings
+from safevlm.model.modeling import GenerationSettings
 
 SHORT = GenerationSettings(max_new_tokens=12)
 
@@ -69,7 +69,7 @@ def test_prepare_many_gives_what_prepare_gives_image_by_image(tiny_engine, text_
 def test_parallel_reader_sessions_read_each_image_in_order(text_image_path, photo_path):
     from PIL import ImageDraw, ImageFont
 
-    from safevlm.reader import Reader
+    from safevlm.model.reader import Reader
 
     sign = Image.new("RGB", (420, 120), "white")
     ImageDraw.Draw(sign).text((20, 30), "Repot the cactus in May.", fill="black",

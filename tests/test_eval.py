@@ -10,16 +10,16 @@ from PIL import Image, ImageDraw, ImageFont
 from safevlm.assets import ASSETS_DIR
 from safevlm.cli import main
 from safevlm.data.schema import Record, read_jsonl
-from safevlm.eval import (
+from safevlm.taxonomy import load_taxonomy
+from safevlm.tools.eval import (
     EvalError,
     eval_sets,
     evaluate_chat,
     evaluate_classification,
     select_chat_records,
 )
-from safevlm.eval_report import write_report
-from safevlm.refusal import is_refusal
-from safevlm.taxonomy import load_taxonomy
+from safevlm.tools.eval_report import write_report
+from safevlm.tools.refusal import is_refusal
 
 TAXONOMY = load_taxonomy()
 
@@ -319,8 +319,8 @@ def test_flagged_inputs_are_answered_both_ways_and_the_template_is_a_refusal(tin
 
 
 def test_families_ece_and_form_breakdowns(classified):
-    from safevlm.eval import _family
-    from safevlm.metrics import ece as _ece
+    from safevlm.tools.eval import _family
+    from safevlm.tools.metrics import ece as _ece
 
     everything = classified[0.0]
     assert set(everything["false_flag_by"]["family"]) == {"generated"}

@@ -5,7 +5,7 @@ from PIL import Image
 
 from safevlm.config import SafeVLMConfig
 from safevlm.data.schema import Record
-from safevlm.model import SafeVLM
+from safevlm.model.modeling import SafeVLM
 from train.features import FeatureCache, build_examples
 
 

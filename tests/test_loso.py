@@ -5,7 +5,7 @@ import torch
 
 from safevlm.config import SafeVLMConfig
 from safevlm.data.schema import Record
-from safevlm.model import SafeVLM
+from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds
 from train import loso
 from train.features import Example

@@ -7,9 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from safevlm.bases import BaseError, load_llava_base
 from safevlm.config import SafeVLMConfig
-from safevlm.model import WEIGHTS_FILE, CheckpointError, GenerationSettings, ImageFeatures, SafeVLM
+from safevlm.model.bases import BaseError, load_llava_base
+from safevlm.model.modeling import (
+    WEIGHTS_FILE,
+    CheckpointError,
+    GenerationSettings,
+    ImageFeatures,
+    SafeVLM,
+)
 
 
 @pytest.fixture

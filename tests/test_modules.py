@@ -1,6 +1,6 @@
 import torch
 
-from safevlm.modules import SafetyHead, SafetyProjector, SafetyTokens
+from safevlm.model.modules import SafetyHead, SafetyProjector, SafetyTokens
 
 
 def test_safety_projector_pools_any_grid_to_grid_squared_tokens():

@@ -199,7 +199,7 @@ def test_an_export_is_deleted_a_few_minutes_after_it_was_made(tiny_engine, tmp_p
     handlers = Handlers(tiny_engine, store, AppSettings(annotation_token=TOKEN))
     assert handlers.annotation_files.seconds == 600
     handlers.annotation_files.seconds = 0.3
-    path = Path(handlers.export(TOKEN, "csv", labelled_only=False))
+    path = Path(handlers.annotation.export(TOKEN, "csv", labelled_only=False))
     assert path.is_file() and path.is_relative_to(upload_dir)
     deadline = time.monotonic() + 10
     while path.parent.exists() and time.monotonic() < deadline:
@@ -437,9 +437,9 @@ def test_a_public_bind_without_a_token_keeps_the_log_closed(tiny_engine, tmp_pat
     store = Store(tmp_path / "logs" / "safevlm.db")
     handlers = Handlers(tiny_engine, store, AppSettings.from_env({"GRADIO_SERVER_NAME": "0.0.0.0"}))
     with pytest.raises(gr.Error, match="Annotation is disabled"):
-        handlers.browse("", "any", "any", False)
+        handlers.annotation.browse("", "any", "any", False)
     with pytest.raises(gr.Error, match="Annotation is disabled"):
-        handlers.export("", "csv")
+        handlers.annotation.export("", "csv")
     store.close()
 
 
@@ -469,17 +469,17 @@ def test_a_users_comment_shows_in_the_table_the_opened_turn_and_both_exports(tin
     store = Store(tmp_path / "logs" / "safevlm.db")
     handlers = Handlers(tiny_engine, store, AppSettings(max_new_tokens=MAX_NEW_TOKENS, annotation_token=TOKEN))
     message = {"text": "What animal is this?", "files": [str(CAT)]}
-    final = list(handlers.respond(message, [], None, "", defaults(tiny_engine), True, "tab"))[-1]
-    handlers.feedback(final.session, len(final.chatbot) - 1, False, "it refused a harmless question")
+    final = list(handlers.chat.respond(message, [], None, "", defaults(tiny_engine), True, "tab"))[-1]
+    handlers.chatlog.feedback(final.session, len(final.chatbot) - 1, False, "it refused a harmless question")
     (turn,) = store.list_turns()
 
-    table = handlers.browse(TOKEN, "any", "any", False)
+    table = handlers.annotation.browse(TOKEN, "any", "any", False)
     assert list(table["comment"]) == ["it refused a harmless question"]
-    text = handlers.open_turn(TOKEN, turn["id"])[2]
+    text = handlers.annotation.open_turn(TOKEN, turn["id"])[2]
     assert "it refused a harmless question" in text
-    csv_text = Path(handlers.export(TOKEN, "csv", labelled_only=False)).read_text()
+    csv_text = Path(handlers.annotation.export(TOKEN, "csv", labelled_only=False)).read_text()
     assert "it refused a harmless question" in csv_text
     (record,) = [json.loads(line) for line in
-                 Path(handlers.export(TOKEN, "jsonl", labelled_only=False)).read_text().splitlines()]
+                 Path(handlers.annotation.export(TOKEN, "jsonl", labelled_only=False)).read_text().splitlines()]
     assert record["meta"] == {"feedback_comment": "it refused a harmless question"}
     store.close()

@@ -6,8 +6,8 @@ import json
 import numpy as np
 
 from safevlm.config import SafeVLMConfig
-from safevlm.data.generate import generate_dataset
-from safevlm.model import SafeVLM
+from safevlm.data.generator.generate import generate_dataset
+from safevlm.model.modeling import SafeVLM
 from train import probe
 
 

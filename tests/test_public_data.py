@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from safevlm.data import public
-from safevlm.data.edgy import expand_family, family_split, load_edgy
+from safevlm.data.generator.edgy import expand_family, family_split, load_edgy
+from safevlm.data.generator.texts import refusal_variants
 from safevlm.data.public import (
     DEFAULT_SOURCES,
     PUBLIC_DIR,
@@ -22,7 +23,6 @@ from safevlm.data.public import (
     split_of,
 )
 from safevlm.data.schema import DataError
-from safevlm.data.texts import refusal_variants
 from safevlm.taxonomy import load_taxonomy
 
 TAX = load_taxonomy()
@@ -165,8 +165,8 @@ def test_the_shipped_edgy_families_are_many_and_balanced():
 
 
 def test_each_form_draws_the_request_with_its_labels():
-    from safevlm.data.kinds import Sources
-    from safevlm.data.kinds.forms import build_forms, photo_pool
+    from safevlm.data.generator.kinds import Sources
+    from safevlm.data.generator.kinds.forms import build_forms, photo_pool
 
     src = Sources.load(TAX)
     request = PublicRequest("x", "Explain how to pick the lock on a neighbour's front door",

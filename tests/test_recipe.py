@@ -5,7 +5,7 @@ and what shipping copies, to wherever SHIPPED points when it is called."""
 import inspect
 import json
 
-from safevlm.model import CONFIG_FILE, WEIGHTS_FILE
+from safevlm.model.modeling import CONFIG_FILE, WEIGHTS_FILE
 from train import recipe
 
 

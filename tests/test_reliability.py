@@ -30,12 +30,13 @@ import pytest  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from app.chat import generation_settings  # noqa: E402
 from app.handlers import Handlers  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from safevlm.cli import main as cli_main  # noqa: E402
 from safevlm.engine import ChatEngine, PromptError  # noqa: E402
 from safevlm.images import ImageError  # noqa: E402
-from safevlm.model import CONFIG_FILE, WEIGHTS_FILE, CheckpointError  # noqa: E402
+from safevlm.model.modeling import CONFIG_FILE, WEIGHTS_FILE, CheckpointError  # noqa: E402
 from safevlm.policy import ThresholdError  # noqa: E402
 from safevlm.store import Store  # noqa: E402
 
@@ -66,7 +67,7 @@ def ui_turn(handlers, prompt, image=None, values=None):
     """One chat turn from the input box, run to the end; its outputs."""
     message = {"text": prompt, "files": [str(image)] if image else []}
     values = slider_values(handlers.engine) if values is None else values
-    return list(handlers.respond(message, [], None, "", values, True, "tab-1"))
+    return list(handlers.chat.respond(message, [], None, "", values, True, "tab-1"))
 
 
 def uploaded(path: Path) -> dict:
@@ -223,7 +224,7 @@ def test_the_chat_refuses_a_bad_image_with_one_line_and_keeps_serving(
         ui_turn(handlers, "What is this?", image=path)
     assert_one_line(error.value.message)
     with pytest.raises(gr.Error, match=message) as error:
-        handlers.api_chat(uploaded(path), "What is this?")
+        handlers.api.chat(uploaded(path), "What is this?")
     assert_one_line(error.value.message)
     assert count_turns(db_path) == logged_once
     assert_keeps_serving(handlers, db_path, logged_once)
@@ -269,7 +270,7 @@ def test_the_chat_refuses_an_unusable_prompt_and_keeps_serving(
         ui_turn(handlers, prompt, image=CAT)
     assert_one_line(error.value.message)
     with pytest.raises(gr.Error, match=message) as error:
-        handlers.api_chat(uploaded(CAT), prompt)
+        handlers.api.chat(uploaded(CAT), prompt)
     assert_one_line(error.value.message)
     assert count_turns(db_path) == logged_once
     assert_keeps_serving(handlers, db_path, logged_once)
@@ -283,10 +284,10 @@ def test_the_chat_refuses_an_unusable_prompt_and_keeps_serving(
 def test_control_characters_are_dropped_and_mixed_scripts_kept_in_the_log(
     handlers, db_path, tiny_engine, prompt, logged
 ):
-    assert tiny_engine.chat(CAT, prompt, settings=handlers.generation).text
+    assert tiny_engine.chat(CAT, prompt, settings=generation_settings(handlers.settings)).text
     final = ui_turn(handlers, prompt, image=CAT)[-1]
     assert final.chatbot[-1]["content"].strip()
-    result = handlers.api_chat(uploaded(CAT), prompt)
+    result = handlers.api.chat(uploaded(CAT), prompt)
     assert result["response"]
     with Store(db_path) as reopened:
         assert [t["prompt"] for t in reopened.list_turns()] == [logged, logged]
@@ -317,7 +318,7 @@ def test_the_api_refuses_malformed_thresholds_and_keeps_serving(
     handlers, db_path, logged_once, text, message
 ):
     with pytest.raises(gr.Error, match=message) as error:
-        handlers.api_chat(uploaded(CAT), "What is this?", "", text)
+        handlers.api.chat(uploaded(CAT), "What is this?", "", text)
     assert_one_line(error.value.message)
     assert count_turns(db_path) == logged_once
     assert_keeps_serving(handlers, db_path, logged_once)
@@ -467,7 +468,7 @@ def test_a_read_only_log_lets_the_chat_go_on_with_a_one_line_warning(tiny_engine
             final = ui_turn(handlers, "What animal is this?", image=CAT)[-1]
         assert_one_line(str(warned[0].message))
         assert final.chatbot[-1]["content"].strip() and final.textbox.interactive is True
-        assert handlers.api_chat(uploaded(CAT), "What is this?")["response"]
+        assert handlers.api.chat(uploaded(CAT), "What is this?")["response"]
         assert count_turns(db_path) == 1
     finally:
         read_only.close()
@@ -511,19 +512,19 @@ def test_a_locked_log_lets_the_chat_go_on_then_logs_again_once_released(
             final = ui_turn(handlers, "What animal is this?", image=CAT)[-1]
         assert_one_line(str(warned[0].message))
         assert final.chatbot[-1]["content"].strip() and final.textbox.interactive is True
-        assert handlers.api_chat(uploaded(CAT), "What is this?")["response"]
+        assert handlers.api.chat(uploaded(CAT), "What is this?")["response"]
         with pytest.raises(gr.Error, match="database is locked") as error:
-            handlers.feedback(first.session, answer_index, True, "")
+            handlers.chatlog.feedback(first.session, answer_index, True, "")
         assert_one_line(error.value.message)
         with pytest.raises(gr.Error, match="database is locked") as error:
-            handlers.save_label(TOKEN, 1, "ann", "yes", None, None, 4, "")
+            handlers.annotation.save_label(TOKEN, 1, "ann", "yes", None, None, 4, "")
         assert_one_line(error.value.message)
-        assert len(handlers.browse(TOKEN, "any", "any", False)) == 1, "reading still works"
+        assert len(handlers.annotation.browse(TOKEN, "any", "any", False)) == 1, "reading still works"
         locked.release()
 
         assert count_turns(db_path) == 1
         assert_keeps_serving(handlers, db_path, 1)
-        assert "Saved label" in handlers.save_label(TOKEN, 1, "ann", "yes", None, None, 4, "")
+        assert "Saved label" in handlers.annotation.save_label(TOKEN, 1, "ann", "yes", None, None, 4, "")
     finally:
         store.close()
     with sqlite3.connect(db_path) as db:
@@ -689,18 +690,18 @@ def test_two_annotators_at_once_keep_every_label_and_the_latest_wins(tmp_path, c
 
 def error_classes() -> dict[str, type]:
     from app.api import RequestError
-    from safevlm.bases import BaseError
     from safevlm.cli import CLIError
     from safevlm.config import ModeError
     from safevlm.data.schema import DataError
     from safevlm.engine import PromptError
-    from safevlm.eval import EvalError
     from safevlm.images import ImageError
-    from safevlm.model import CheckpointError
+    from safevlm.model.bases import BaseError
+    from safevlm.model.modeling import CheckpointError
     from safevlm.policy import ThresholdError
-    from safevlm.scan_inputs import ScanError
     from safevlm.store import StoreError
     from safevlm.taxonomy import TaxonomyError
+    from safevlm.tools.eval import EvalError
+    from safevlm.tools.scan_inputs import ScanError
 
     return {c.__name__: c for c in (RequestError, BaseError, CLIError, DataError, ModeError, PromptError,
                                     EvalError, ImageError, CheckpointError, ThresholdError, ScanError,
@@ -728,7 +729,7 @@ def test_a_bare_value_error_in_the_model_is_a_bug_not_the_callers_mistake(
 
     monkeypatch.setattr(handlers.engine, "chat", broken)
     with pytest.raises(gr.Error) as error:
-        handlers.api_chat(uploaded(CAT), "What is this?")
+        handlers.api.chat(uploaded(CAT), "What is this?")
     assert error.value.message == "The model failed on this request (ValueError)."
     monkeypatch.undo()
     assert_keeps_serving(handlers, db_path, logged_once)
@@ -736,7 +737,7 @@ def test_a_bare_value_error_in_the_model_is_a_bug_not_the_callers_mistake(
 
 def test_the_api_refuses_an_unknown_mode_with_one_line(handlers, db_path, logged_once):
     with pytest.raises(gr.Error, match="mode must be one of hint, tokens, both, off") as error:
-        handlers.api_chat(uploaded(CAT), "What is this?", "loud")
+        handlers.api.chat(uploaded(CAT), "What is this?", "loud")
     assert_one_line(error.value.message)
     assert count_turns(db_path) == logged_once
 

@@ -10,8 +10,8 @@ from PIL import Image
 from safevlm.cli import main
 from safevlm.data.schema import Record, write_jsonl
 from safevlm.images import load_image
-from safevlm.scan import csv_columns, read_rows, scan
-from safevlm.scan_inputs import ScanError, find_items
+from safevlm.tools.scan import csv_columns, read_rows, scan
+from safevlm.tools.scan_inputs import ScanError, find_items
 
 SCRIPT = "<script>alert(1)</script>"
 COLOURS = ("red", "green", "blue", "white", "black", "orange")

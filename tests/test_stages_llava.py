@@ -3,7 +3,7 @@ tiny random Llava built from a config: stage 1 -> stage 2 -> load -> classify.""
 
 from safetensors.torch import load_file
 
-from safevlm.data.generate import generate_dataset
+from safevlm.data.generator.generate import generate_dataset
 from safevlm.data.schema import read_jsonl
 from safevlm.engine import ChatEngine
 from train import stage1_safety, stage2_finetune

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from safevlm.bases import load_base
 from safevlm.config import QUERY_SOURCES, SafeVLMConfig
-from safevlm.metrics import auroc
-from safevlm.model import SafeVLM
+from safevlm.model.bases import load_base
+from safevlm.model.modeling import SafeVLM
+from safevlm.model.reader import Reader
 from safevlm.policy import Thresholds, decide
-from safevlm.reader import Reader
+from safevlm.tools.metrics import auroc
 from train.features import (
     FeatureCache,
     collate_head,

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 import torch
 
-from safevlm.metrics import ece
-from safevlm.model import SafeVLM
+from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds, decide
 from safevlm.taxonomy import Taxonomy
+from safevlm.tools.metrics import ece
 from train.features import Example, head_logits, head_probabilities
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ ECE_BINS = 15
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
-    """ECE of the top class (`safevlm.metrics.ece`, the eval's) on tensors."""
+    """ECE of the top class (`safevlm.tools.metrics.ece`, the eval's) on tensors."""
     return ece(probs.tolist(), labels.tolist(), bins)
 
 
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from safevlm.bases import load_base
-    from safevlm.model import CONFIG_FILE
+    from safevlm.model.bases import load_base
+    from safevlm.model.modeling import CONFIG_FILE
     from train.features import FeatureCache, make_reader, split_examples
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 
 from safevlm.data.decontaminate import clean_records
 from safevlm.data.schema import Record, read_jsonl
-from safevlm.data.texts import hash_fraction
+from safevlm.data.splits import hash_fraction
 from safevlm.images import load_image
-from safevlm.model import ImageFeatures, SafeVLM
-from safevlm.reader import Reader
+from safevlm.model.modeling import ImageFeatures, SafeVLM
+from safevlm.model.reader import Reader
 
 log = logging.getLogger(__name__)
 

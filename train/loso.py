@@ -21,9 +21,9 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from safevlm.bases import load_base
 from safevlm.data.public import PublicRequest, load_map, near_duplicates
-from safevlm.model import SafeVLM
+from safevlm.model.bases import load_base
+from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds, decide
 from train.calibrate import calibrate_model
 from train.features import (

@@ -30,7 +30,7 @@ def _num(value, digits: int = 3) -> str:
 def _data_section(summary: dict) -> list[str]:
     if not summary:
         return ["(no data summary found)"]
-    lines = [f"Generated offline by `safevlm.data.generate` (seed {summary.get('seed')}, "
+    lines = [f"Generated offline by `safevlm.data.generator.generate` (seed {summary.get('seed')}, "
              f"{summary.get('records')} records): " + ", ".join(
                  f"{k} {v}" for k, v in summary.get("by_split", {}).items()) + ".", "",
              "| type | level 0 | level 1 | level 2 | level 3 |", "|---|---|---|---|---|"]
@@ -285,7 +285,7 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         f"Checkpoint `{model.get('checkpoint')}`, base `{model.get('base')}`, default thresholds "
         f"{json.dumps(results.get('settings', {}).get('thresholds', {}))}, mode "
         f"`{results.get('settings', {}).get('mode')}`. 'base' = the same model with the safety "
-        "modules off. Refusal is judged by `safevlm.refusal.is_refusal` (a phrase list).", "",
+        "modules off. Refusal is judged by `safevlm.tools.refusal.is_refusal` (a phrase list).", "",
         *_eval_section(results), "",
         "## By request family and form", "",
         "`edgy` = the project's benign requests that use risky words and their harmful twists "

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from safevlm.assets import ASSETS_DIR
+from safevlm.data.generator.request_set import RequestSetOptions
 from safevlm.data.public import DEFAULT_SOURCES
-from safevlm.data.request_set import RequestSetOptions
-from safevlm.model import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE
+from safevlm.model.modeling import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 SHIPPED = ASSETS_DIR / "checkpoint"
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny data, a few steps (CI)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from safevlm.data.generate import generate_dataset, make_figstep_eval
+    from safevlm.data.generator.generate import generate_dataset, make_figstep_eval
     from train import stage1_safety, stage2_finetune
 
     data, out = Path(args.data), Path(args.out)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     def evaluate_checkpoint():
         # finds the FigStep-like held-out set beside the data by itself
         from safevlm.engine import ChatEngine
-        from safevlm.eval import DEFAULT_MAX_NEW_TOKENS, evaluate
+        from safevlm.tools.eval import DEFAULT_MAX_NEW_TOKENS, evaluate
 
         engine = ChatEngine.load(args.base, out / "stage2")
         evaluate(engine, data, eval_dir, chat_limit=4 if args.smoke else args.chat_limit,
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def check_examples():
         from safevlm.engine import ChatEngine
-        from safevlm.eval import evaluate_app_examples
+        from safevlm.tools.eval import evaluate_app_examples
 
         engine = ChatEngine.load(args.base, out / "stage2")
         rows = evaluate_app_examples(engine, ASSETS_DIR / "examples.json", 8 if args.smoke else 48)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from safevlm.bases import load_base
 from safevlm.config import SafeVLMConfig
 from safevlm.errors import SafeVLMError
-from safevlm.model import SafeVLM
+from safevlm.model.bases import load_base
+from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds
 from train.calibrate import apply_thresholds, calibrate_model
 from train.features import (
@@ -133,7 +133,7 @@ def copy_llm_tokens(model: SafeVLM, checkpoint: Path) -> int:
     """Load safety tokens set 2 from another checkpoint of the same base."""
     from safetensors.torch import load_file
 
-    from safevlm.model import WEIGHTS_FILE, CheckpointError
+    from safevlm.model.modeling import WEIGHTS_FILE, CheckpointError
 
     path = checkpoint / WEIGHTS_FILE
     if not path.exists():

@@ -21,10 +21,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from safevlm.bases import load_base
 from safevlm.config import Mode
 from safevlm.errors import SafeVLMError
-from safevlm.model import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE, SafeVLM
+from safevlm.model.bases import load_base
+from safevlm.model.modeling import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE, SafeVLM
 from train.features import (
     FeatureCache,
     collate_lm,

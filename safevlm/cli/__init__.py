@@ -105,7 +105,7 @@ def _read_batch(path: str) -> list[dict]:
 
 
 def cmd_chat(args) -> int:
-    from safevlm.model import GenerationSettings
+    from safevlm.model.modeling import GenerationSettings
 
     if bool(args.batch) == bool(args.prompt):
         raise CLIError("pass either --prompt (with --image) or --batch FILE.jsonl")

@@ -11,7 +11,7 @@ from safevlm.cli import CLIError
 
 
 def cmd_bench(args) -> int:
-    from safevlm import bench
+    from safevlm.tools import bench
 
     if args.probe_load:  # the fresh process `bench.measure_load` starts
         print(json.dumps(bench._probe_load(args.base, args.checkpoint)))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from safevlm.cli import CLIError, add_model_args, load_engine
 from safevlm.config import MODES
-from safevlm.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS, evaluate
-from safevlm.eval_report import summary_table
+from safevlm.tools.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS, evaluate
+from safevlm.tools.eval_report import summary_table
 
 
 def cmd_eval(args) -> int:

@@ -8,9 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from safevlm.cli import CLIError, add_model_args, load_engine
-from safevlm.scan import scan
-from safevlm.scan_inputs import find_items
-from safevlm.scan_report import THUMBS_DIR
+from safevlm.tools.scan import scan
+from safevlm.tools.scan_inputs import find_items
+from safevlm.tools.scan_report import THUMBS_DIR
 
 log = logging.getLogger(__name__)
 

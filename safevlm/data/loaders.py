@@ -12,8 +12,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from safevlm.data.schema import DataError, Record, check_labels, read_json_file, read_lines
-from safevlm.data.texts import DATA_DIR
+from safevlm.data.schema import (
+    DATA_DIR,
+    DataError,
+    Record,
+    check_labels,
+    read_json_file,
+    read_lines,
+)
 from safevlm.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -94,14 +100,8 @@ def vlguard_label(
     )
 
 
-def load_vlguard(
-    path: str | Path,
-    image_root: str | Path | None = None,
-    taxonomy: Taxonomy | None = None,
-    mapping: dict | None = None,
-    split: str = "train",
-    check_images: bool = True,
-) -> list[Record]:
+def load_vlguard(path: str | Path, image_root: str | Path | None = None, taxonomy: Taxonomy | None = None,
+                 mapping: dict | None = None, split: str = "train", check_images: bool = True) -> list[Record]:
     """Records from a VLGuard-style JSON list.
 
     Each entry: {"id", "image", "safe": bool, "harmful_category", "harmful_subcategory",
@@ -239,14 +239,8 @@ def _conversation_turns(conversations: object, where: str) -> list[tuple[str, st
     return turns
 
 
-def load_paper_jsonl(
-    path: str | Path,
-    image_root: str | Path | None = None,
-    taxonomy: Taxonomy | None = None,
-    mapping: dict | None = None,
-    split: str = "train",
-    check_images: bool = True,
-) -> list[Record]:
+def load_paper_jsonl(path: str | Path, image_root: str | Path | None = None, taxonomy: Taxonomy | None = None,
+                     mapping: dict | None = None, split: str = "train", check_images: bool = True) -> list[Record]:
     """Records from the paper's JSONL: {"image", "safe_type" (name or index), "safe_level",
     "conversations": [{"from": "human", "value"}, {"from": "gpt", "value"}, ...]}.
 

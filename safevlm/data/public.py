@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from safevlm.data.schema import DataError, check_labels
-from safevlm.data.texts import hash_fraction, load_data_file, split_by_hash
+from safevlm.data.schema import DataError, check_labels, load_data_file
+from safevlm.data.splits import hash_fraction, split_by_hash
 from safevlm.taxonomy import Taxonomy
 
 PUBLIC_DIR = Path(__file__).resolve().parents[2] / "data" / "public"

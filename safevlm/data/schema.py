@@ -1,7 +1,8 @@
 """The training-data record: one JSONL line `{image, prompt, response, type, level, source,
 split}` (+ optional `group` and `meta`), with validation against the taxonomy.
 
-Owns reading (data files raise DataError naming the file), checking and writing records;
+Owns reading (data files raise DataError naming the file), checking and writing records,
+and reading the project's JSON files in assets/data/ (`load_data_file`);
 not how they are made (`generate`, `loaders`).
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
+from safevlm.assets import ASSETS_DIR
 from safevlm.errors import SafeVLMError
 from safevlm.taxonomy import Taxonomy, load_taxonomy
 
@@ -164,3 +167,13 @@ def write_jsonl(path: str | Path, records: Iterable[Record]) -> Path:
         for record in records:
             f.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
     return path
+
+
+DATA_DIR = ASSETS_DIR / "data"
+
+
+@lru_cache(maxsize=32)
+def load_data_file(name: str, data_dir: Path = DATA_DIR) -> dict:
+    """Read one JSON file of assets/data/ (cached; treat the result as read-only)."""
+    path = Path(data_dir) / name
+    return read_json_file(path, missing=f"data file not found: {path}")

@@ -1,0 +1,3 @@
+from safevlm.data.generator.cli import main
+
+raise SystemExit(main())

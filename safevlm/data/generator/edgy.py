@@ -1,0 +1,77 @@
+"""The project's edgy contrastive families (assets/data/edgy_pairs.json): benign requests
+that use risky words, each beside harmful twists of the same request, expanded template x
+filler into `PublicRequest`s of family "edgy".
+
+Split by family (hash of its id): test families are never seen in training, so the
+held-out edgy false-flag rate measures requests whose whole pattern instance is new. A
+family's benign and harmful halves share its split and a pair `group` per template.
+"""
+
+from __future__ import annotations
+
+from safevlm.data.public import PublicRequest
+from safevlm.data.schema import DataError, check_labels, load_data_file
+from safevlm.data.splits import split_by_hash
+from safevlm.taxonomy import Taxonomy
+
+FILE = "edgy_pairs.json"
+SOURCE = "safevlm-edgy"
+EDGY_SPLITS = (("train", 0.65), ("val", 0.12), ("test", 0.23))
+
+
+def family_split(family_id: str) -> str:
+    return split_by_hash(f"edgy:{family_id}", EDGY_SPLITS)
+
+
+def _fill(template: str, filler: str, where: str) -> str:
+    if template.count("{x}") != 1:
+        raise DataError(f"{FILE}: {where}: template {template!r} must have exactly one {{x}}")
+    text = template.replace("{x}", filler)
+    return text[:1].upper() + text[1:]
+
+
+def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
+    fid = family.get("id")
+    if not fid:
+        raise DataError(f"{FILE}: a family has no id")
+    type_name, level = family.get("type"), family.get("level")
+    problem = check_labels(type_name, level, taxonomy)
+    if problem or type_name == taxonomy.safe_type:
+        raise DataError(f"{FILE}: family {fid}: {problem or 'the harmful side cannot be safe'}")
+    if "templates" in family:  # shared templates, contrasting fillers
+        sides = {"benign": [(t, f) for t in family["templates"] for f in family["benign"]],
+                 "harmful": [(t, f) for t in family["templates"] for f in family["harmful"]]}
+    elif "fillers" in family:  # shared fillers, contrasting templates
+        sides = {"benign": [(t, f) for t in family["benign_templates"] for f in family["fillers"]],
+                 "harmful": [(t, f) for t in family["harmful_templates"] for f in family["fillers"]]}
+    else:
+        raise DataError(f"{FILE}: family {fid}: needs 'templates' or 'fillers'")
+    split, pattern = family_split(fid), family.get("pattern", "")
+    out, seen = [], set()
+    for side, items in sides.items():
+        for i, (template, filler) in enumerate(items):
+            text = _fill(template, filler, fid)
+            if text.lower() in seen:
+                continue
+            seen.add(text.lower())
+            group_key = template if "templates" in family else filler
+            benign = side == "benign"
+            out.append(PublicRequest(
+                id=f"edgy-{fid}-{side[0]}{i:03d}", text=text,
+                type=taxonomy.safe_type if benign else type_name, level=0 if benign else level,
+                source=SOURCE, split=split, family="edgy",
+                group=f"edgy:{fid}:{group_key}", pattern=pattern))
+    return out
+
+
+def load_edgy(taxonomy: Taxonomy, path: str = FILE) -> list[PublicRequest]:
+    try:
+        data = load_data_file(path)
+    except DataError:
+        return []
+    families = data.get("families", [])
+    ids = [f.get("id") for f in families]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise DataError(f"{FILE}: duplicate family ids {dupes}")
+    return [r for family in families for r in expand_family(family, taxonomy)]
