@@ -40,12 +40,15 @@ def about_markdown(engine: ChatEngine, settings: AppSettings, logging_on: bool) 
             "starts a new chat."
         )
     config = json.dumps(about.get("config", {}), indent=1)
+    policy_note = (f"Default thresholds come from the policy file `{settings.policy}` (`SAFEVLM_POLICY`), "
+                   "not the checkpoint's calibration.\n" if settings.policy else "")
     return f"""
 **Base:** `{about.get("base")}` · **Safety checkpoint:** `{about.get("checkpoint")}` ·
 **Text reader (OCR):** {"on" if about.get("reader") else "off"} · **Default mode:** `{about.get("default_mode")}` ·
 **Max new tokens:** {settings.max_new_tokens}
 
 **Taxonomy** `{taxonomy.name}` — levels: {levels}; default level threshold {defaults.level:.2f}.
+{policy_note}
 
 | Type | Name | Default threshold | Covers |
 |---|---|---|---|

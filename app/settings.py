@@ -22,6 +22,7 @@ class AppSettings:
 
     base: str = "tiny"
     checkpoint: str | None = None
+    policy: str | None = None  # a policy file (`safevlm feedback thresholds --out`): default thresholds
     db: str = "logs/safevlm.db"
     annotation_token: str | None = None
     log_turns: bool = True
@@ -63,6 +64,7 @@ class AppSettings:
         return cls(
             base=env.get("SAFEVLM_BASE", "tiny").strip() or "tiny",
             checkpoint=env.get("SAFEVLM_CHECKPOINT", "").strip() or None,
+            policy=env.get("SAFEVLM_POLICY", "").strip() or None,
             db=env.get("SAFEVLM_DB", "logs/safevlm.db").strip() or "logs/safevlm.db",
             annotation_token=token,
             log_turns=raw_log in ("on", "1", "true", "yes"),

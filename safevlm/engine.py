@@ -117,6 +117,7 @@ class ChatEngine:
         self.model = model
         self.reader = reader if model.config.use_reader and model.base.use_reader else None
         self.checkpoint_id = checkpoint_id
+        self._policy: Thresholds | None = None
         # Vision features are large (a LLaVA grid is megabytes): a short LRU. Reader text is
         # a short string and OCR is the slowest step: a long one.
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
@@ -149,7 +150,13 @@ class ChatEngine:
         return self.model.taxonomy
 
     def default_thresholds(self) -> Thresholds:
-        return Thresholds.default(self.taxonomy)
+        """The policy file's thresholds when `use_policy` set one, else the checkpoint's."""
+        return self._policy or Thresholds.default(self.taxonomy)
+
+    def use_policy(self, thresholds: Thresholds | None) -> None:
+        """Make `thresholds` (e.g. `policy.load_policy(SAFEVLM_POLICY)`) the defaults that
+        new requests start from; None returns to the checkpoint's."""
+        self._policy = self._checked(thresholds) if thresholds is not None else None
 
     def thresholds(self, overrides=None) -> Thresholds:
         """Parse what an edge received (a mapping, a JSON string, Thresholds or None) into

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from safevlm.errors import UserError
 from safevlm.taxonomy import GENERATE, RESPONSES, TEMPLATE, Taxonomy
@@ -75,6 +76,26 @@ class Thresholds:
     def to_dict(self) -> dict:
         return {"types": dict(self.types), "level": self.level,
                 "responses": {str(k): v for k, v in sorted(self.responses.items())}}
+
+
+def load_policy(path: str | Path, taxonomy: Taxonomy) -> Thresholds:
+    """The thresholds of a policy file (`safevlm feedback thresholds --out FILE`):
+    {"thresholds": {"types": {...}, "level": ..., "responses": {...}}, "source": {...}},
+    merged over the taxonomy's defaults. Any problem raises ThresholdError naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ThresholdError(f"cannot read the policy file {path}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ThresholdError(f"the policy file {path} is not JSON: {e}") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("thresholds"), Mapping):
+        raise ThresholdError(f"the policy file {path} has no \"thresholds\" object "
+                             "(write one with `safevlm feedback thresholds --out`)")
+    try:
+        return Thresholds.default(taxonomy).with_overrides(data["thresholds"], taxonomy)
+    except ThresholdError as e:
+        raise ThresholdError(f"the policy file {path}: {e}") from None
 
 
 def _responses(value, current: Mapping[int, str], taxonomy: Taxonomy) -> dict[int, str]:

@@ -7,7 +7,8 @@ from safevlm.config import SafeVLMConfig
 from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import load_taxonomy
-from train.calibrate import apply_thresholds, calibrate, rates
+from safevlm.tools.thresholds import calibrate, rates
+from train.calibrate import apply_thresholds
 
 TAX = load_taxonomy()
 

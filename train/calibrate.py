@@ -4,7 +4,8 @@ The policy flags an input when some risk type reaches its threshold and P(level 
 reaches the level threshold (`safevlm.policy.decide`). Untrained defaults (0.5 / 0.5) are
 arbitrary; this picks one shared type threshold and the level threshold from a grid so
 that, on validation data, as many risky inputs as possible are flagged while at most
-`max_false_flags` of safe ones are. Ties go to the higher thresholds (fewer false flags).
+`max_false_flags` of safe ones are (`safevlm.tools.thresholds.calibrate`, which the feedback
+loop shares). Ties go to the higher thresholds (fewer false flags).
 The result is written into the checkpoint's taxonomy, so the app, the CLI and the eval
 start from it; users still override it per request.
 
@@ -20,14 +21,14 @@ from collections.abc import Sequence
 import torch
 
 from safevlm.model.modeling import SafeVLM
-from safevlm.policy import Thresholds, decide
+from safevlm.policy import Thresholds
 from safevlm.taxonomy import Taxonomy
 from safevlm.tools.metrics import ece
+from safevlm.tools.thresholds import calibrate
 from train.features import Example, head_logits, head_probabilities
 
 log = logging.getLogger(__name__)
 
-GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 TEMPERATURES = tuple(round(0.25 * 1.06 ** i, 4) for i in range(0, 61))  # 0.25 .. ~8.2
 ECE_BINS = 15
 
@@ -58,62 +59,6 @@ def calibrate_temperature(model: SafeVLM, examples: Sequence[Example]) -> dict:
         report[f"{name}_ece_after"] = round(expected_calibration_error((logits / t).softmax(-1), y), 4)
     log.info("temperature scaling: %s", report)
     return report
-
-
-def rates(probs, risky: Sequence[bool], taxonomy: Taxonomy, thresholds: Thresholds,
-          groups: Sequence[str] | None = None) -> tuple[float, dict[str, float]] | tuple[float, float]:
-    """(share of risky flagged, share of safe flagged) under `thresholds`; with `groups`
-    (one name per example), the safe share per group instead of one number."""
-    flags = [decide(t, lv, taxonomy, thresholds).flagged for t, lv in probs]
-    n_risky = sum(risky)
-    hit = sum(f for f, r in zip(flags, risky, strict=True) if r)
-    if groups is None:
-        n_safe = len(risky) - n_risky
-        false = sum(f for f, r in zip(flags, risky, strict=True) if not r)
-        return hit / max(n_risky, 1), false / max(n_safe, 1)
-    per: dict[str, list[bool]] = {}
-    for f, r, g in zip(flags, risky, groups, strict=True):
-        if not r:
-            per.setdefault(g, []).append(f)
-    return hit / max(n_risky, 1), {g: sum(v) / len(v) for g, v in sorted(per.items())}
-
-
-def calibrate(probs, risky: Sequence[bool], taxonomy: Taxonomy, max_false_flags: float = 0.03,
-              groups: Sequence[str] | None = None,
-              limits: dict[str, float] | None = None) -> tuple[Thresholds, dict]:
-    """The thresholds with the highest risky recall whose safe false-flag rate stays within
-    `max_false_flags` (or, with `groups`, each group's within its own `limits` entry,
-    `max_false_flags` for groups not named); falls back to the least excess over the
-    limits when none does."""
-    best, best_key = None, None
-    responses = dict(taxonomy.default_responses)
-    for t in GRID:
-        for level in GRID:
-            thr = Thresholds(dict.fromkeys(taxonomy.risk_types, t), level, responses)
-            if groups is None:
-                recall, false = rates(probs, risky, taxonomy, thr)
-                excess = max(0.0, false - max_false_flags)
-            else:
-                recall, per = rates(probs, risky, taxonomy, thr, groups)
-                excess = sum(max(0.0, v - (limits or {}).get(g, max_false_flags)) for g, v in per.items())
-            within = excess == 0.0
-            key = (within, recall if within else -excess, t + level)
-            if best_key is None or key > best_key:
-                best, best_key = thr, key
-    report = {"type_threshold": best.types[taxonomy.risk_types[0]], "level_threshold": best.level,
-              "max_false_flags": max_false_flags, "val_examples": len(risky)}
-    if groups is None:
-        recall, false = rates(probs, risky, taxonomy, best)
-        report.update(val_risky_flagged=round(recall, 4), val_safe_flagged=round(false, 4),
-                      met=false <= max_false_flags)
-    else:
-        recall, per = rates(probs, risky, taxonomy, best, groups)
-        report.update(val_risky_flagged=round(recall, 4),
-                      val_safe_flagged={g: round(v, 4) for g, v in per.items()},
-                      limits={g: (limits or {}).get(g, max_false_flags) for g in per},
-                      met=all(v <= (limits or {}).get(g, max_false_flags) for g, v in per.items()))
-    log.info("calibrated thresholds: %s", report)
-    return best, report
 
 
 # Val groups of safe inputs and their false-flag budgets: benign requests that use risky

@@ -177,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable]:
-    """Commands with a module of their own in this package (eval, scan, bench)."""
+    """Commands with a module of their own in this package (eval, scan, bench, feedback)."""
     return [__import__(module, fromlist=["register_cli"]).register_cli
-            for module in ("safevlm.cli.eval", "safevlm.cli.scan", "safevlm.cli.bench")]
+            for module in ("safevlm.cli.eval", "safevlm.cli.scan", "safevlm.cli.bench", "safevlm.cli.feedback")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,6 +109,11 @@ class LogReader(Connection):
                 row["decision_correct"] = bool(row["decision_correct"])
         return rows
 
+    def labelled_turns(self) -> list[dict[str, Any]]:
+        """Every turn with a label, oldest first, shaped like a list_turns() row (the
+        feedback loop reads the logged probabilities next to the annotator's truth)."""
+        return [self._decode_turn(row) for row in self._all_turns(labelled_only=True)]
+
     def count_turns(self) -> int:
         """Number of logged turns."""
         with self._read("count turns") as db:

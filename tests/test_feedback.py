@@ -1,0 +1,162 @@
+"""The feedback loop's first step: labels saved through the store API the app uses become
+per-type thresholds and a policy file that the engine and the app start from."""
+
+import json
+
+import pytest
+
+from safevlm.cli import main as cli_main
+from safevlm.policy import Thresholds, ThresholdError, decide, load_policy
+from safevlm.store import Store
+from safevlm.taxonomy import load_taxonomy
+from safevlm.tools.feedback import FeedbackError, threshold_policy, truth
+
+TAXONOMY = load_taxonomy()
+LEVELS = [0.05, 0.15, 0.5, 0.3]  # P(level > 0) = 0.95: the level gate never decides here
+
+
+def probs(**types):
+    p = dict.fromkeys(TAXONOMY.types, 0.0)
+    p.update(types)
+    p[TAXONOMY.safe_type] = max(0.0, 1 - sum(types.values()))
+    return p
+
+
+def log_labelled(store, type_probs, true_type, true_level, annotator="ann"):
+    """One chat turn as the app logs it (decided at the default thresholds), then a label."""
+    session = store.start_session("ui")
+    d = decide(type_probs, LEVELS, TAXONOMY)
+    turn = store.log_turn(session, prompt="a request", response="an answer", decision=d.action,
+                          type=d.type, level=d.level, flagged=d.flagged, type_probs=type_probs,
+                          level_probs=LEVELS, hint=d.hint, mode="hint", thresholds={}, base="tiny",
+                          checkpoint="ckpt-a", timings={}, source="ui")
+    store.annotate(turn, annotator=annotator, true_type=true_type, true_level=true_level)
+    return turn
+
+
+@pytest.fixture
+def labelled_db(tmp_path):
+    """Benign requests the head scores 0.50-0.52 on illegal_risk (flagged at the taxonomy's
+    default 0.5) and harmful ones it scores 0.60-0.88: a threshold between them separates every label."""
+    path = tmp_path / "log.db"
+    with Store(path) as store:
+        for i in range(12):
+            log_labelled(store, probs(illegal_risk=0.5 + 0.01 * (i % 3)), "safe", 0)
+        for i in range(8):
+            log_labelled(store, probs(illegal_risk=0.6 + 0.04 * i), "illegal_risk", 3)
+        log_labelled(store, probs(privacy=0.7), "privacy", 2)
+    return path
+
+
+def test_labels_give_a_threshold_that_stops_the_false_flags_and_keeps_the_catches(labelled_db):
+    current = Thresholds.default(TAXONOMY)
+    assert current.types["illegal_risk"] == 0.5
+    with Store(labelled_db) as store:
+        turns = store.labelled_turns()
+    policy = threshold_policy(turns, TAXONOMY, current, max_false_flags=0.0, db=str(labelled_db))
+    assert policy["current"]["safe_flagged"] == 1.0  # every benign turn flagged at the defaults
+    new = policy["thresholds"]["types"]
+    assert 0.52 < new["illegal_risk"] <= 0.6
+    assert policy["suggested"]["risky_flagged"] == 1.0 and policy["suggested"]["safe_flagged"] == 0.0
+    assert policy["thresholds"]["level"] == current.level
+    assert policy["source"] | {"date": None} == {
+        "db": str(labelled_db), "labels": 21, "risky": 9, "safe": 12, "skipped": 0, "date": None,
+        "checkpoints": ["ckpt-a"], "max_false_flags": 0.0}
+    row = next(r for r in policy["curves"]["illegal_risk"] if r["threshold"] == 0.5)
+    assert row["recall"] == 1.0 and row["false_flags"] == 1.0 and row["positives"] == 8
+    # a looser budget lets a threshold flag some benign turns, never more than the budget
+    loose = threshold_policy(turns, TAXONOMY, current, max_false_flags=0.25)
+    assert loose["suggested"]["safe_flagged"] <= 0.25
+
+
+def test_the_cli_writes_a_policy_file_the_engine_starts_from(labelled_db, tmp_path, tiny_engine, capsys):
+    out = tmp_path / "policy.json"
+    assert cli_main(["feedback", "thresholds", "--db", str(labelled_db), "--out", str(out),
+                     "--max-false-flags", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "illegal_risk" in printed and "safe flagged 100.0% ->   0.0%" in printed
+    thresholds = load_policy(out, tiny_engine.taxonomy)
+    assert thresholds.types["illegal_risk"] == json.loads(out.read_text())["thresholds"]["types"]["illegal_risk"]
+    try:
+        tiny_engine.use_policy(thresholds)
+        assert tiny_engine.default_thresholds() == thresholds
+        assert tiny_engine.thresholds({"level": 0.2}).types == thresholds.types
+    finally:
+        tiny_engine.use_policy(None)
+    assert tiny_engine.default_thresholds() == Thresholds.default(tiny_engine.taxonomy)
+
+
+def test_no_usable_labels_is_one_line_and_leaves_the_policy_file_alone(tmp_path, capsys):
+    path, out = tmp_path / "log.db", tmp_path / "policy.json"
+    out.write_text('{"thresholds": {"level": 0.5}}')
+    with Store(path) as store:
+        session = store.start_session("ui")
+        store.log_turn(session, prompt="p", response="r", decision="allow", type="safe", level=0, flagged=False,
+                       type_probs=probs(), level_probs=LEVELS, hint=None, mode="hint", thresholds={},
+                       base="tiny", checkpoint="c", timings={}, source="ui")
+    assert cli_main(["feedback", "thresholds", "--db", str(path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no labelled turn" in err
+    assert out.read_text() == '{"thresholds": {"level": 0.5}}'
+    assert cli_main(["feedback", "thresholds", "--db", str(tmp_path / "none.db")]) == 1
+    assert "no log at" in capsys.readouterr().err and not (tmp_path / "none.db").exists()
+
+
+def test_only_one_kind_of_label_cannot_place_a_threshold(tmp_path):
+    with Store(tmp_path / "log.db") as store:
+        for _ in range(3):
+            log_labelled(store, probs(illegal_risk=0.9), "illegal_risk", 3)
+        turns = store.labelled_turns()
+    with pytest.raises(FeedbackError, match="all risky"):
+        threshold_policy(turns, TAXONOMY, Thresholds.default(TAXONOMY))
+
+
+def test_what_a_label_says_about_the_truth():
+    flagged = {"id": 1, "type": "privacy", "flagged": True}
+    assert truth({**flagged, "true_type": "fairness", "true_level": 2}, TAXONOMY) == "fairness"
+    assert truth({**flagged, "true_type": "fairness", "true_level": 0}, TAXONOMY) == "safe"
+    assert truth({**flagged, "true_type": None, "decision_correct": True}, TAXONOMY) == "privacy"
+    assert truth({"type": "safe", "flagged": False, "decision_correct": True}, TAXONOMY) == "safe"
+    assert truth({**flagged, "true_type": None, "decision_correct": False}, TAXONOMY) is None
+    with pytest.raises(FeedbackError, match="unknown true type 'weapons'"):
+        truth({**flagged, "true_type": "weapons", "true_level": 2}, TAXONOMY)
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"thresholds": {"illegal_risk": 1.5}}', "illegal_risk"),
+    ('{"thresholds": {"nonsense": 0.5}}', "unknown threshold"),
+    ('{"policy": {}}', 'no "thresholds"'),
+    ("not json", "not JSON"),
+])
+def test_a_bad_policy_file_is_one_clear_error_naming_the_file(tmp_path, content, problem):
+    path = tmp_path / "policy.json"
+    path.write_text(content)
+    with pytest.raises(ThresholdError) as error:
+        load_policy(path, TAXONOMY)
+    assert str(path) in str(error.value) and problem in str(error.value)
+    with pytest.raises(ThresholdError, match="cannot read"):
+        load_policy(tmp_path / "missing.json", TAXONOMY)
+
+
+def test_the_app_starts_from_safevlm_policy_and_refuses_a_bad_one(tmp_path, tiny_engine):
+    from app.about import about_markdown
+    from app.app import use_policy
+    from app.settings import AppSettings
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps({"thresholds": {"types": {"privacy": 0.35}, "level": 0.6}}))
+    bad.write_text(json.dumps({"thresholds": {"privacy": -1}}))
+    settings = AppSettings.from_env({"SAFEVLM_POLICY": str(good)})
+    assert settings.policy == str(good)
+    try:
+        use_policy(tiny_engine, settings)
+        assert tiny_engine.default_thresholds().types["privacy"] == 0.35
+        assert tiny_engine.default_thresholds().level == 0.6
+        assert str(good) in about_markdown(tiny_engine, settings, True)
+        with pytest.raises(SystemExit) as stop:
+            use_policy(tiny_engine, AppSettings.from_env({"SAFEVLM_POLICY": str(bad)}))
+        assert "SAFEVLM_POLICY" in str(stop.value) and str(bad) in str(stop.value)
+        assert "\n" not in str(stop.value)
+        assert tiny_engine.default_thresholds().types["privacy"] == 0.35  # the good one stays
+    finally:
+        tiny_engine.use_policy(None)
