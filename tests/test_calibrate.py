@@ -4,10 +4,10 @@ with the checkpoint."""
 import pytest
 
 from safevlm.config import SafeVLMConfig
+from safevlm.feedback.thresholds import calibrate, rates
 from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import load_taxonomy
-from safevlm.tools.thresholds import calibrate, rates
 from train.calibrate import apply_thresholds
 
 TAX = load_taxonomy()

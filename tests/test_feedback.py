@@ -6,10 +6,10 @@ import json
 import pytest
 
 from safevlm.cli import main as cli_main
-from safevlm.policy import Thresholds, ThresholdError, decide, load_policy
+from safevlm.feedback.labels import FeedbackError, threshold_policy, truth
+from safevlm.policy import ThresholdError, Thresholds, decide, load_policy
 from safevlm.store import Store
 from safevlm.taxonomy import load_taxonomy
-from safevlm.tools.feedback import FeedbackError, threshold_policy, truth
 
 TAXONOMY = load_taxonomy()
 LEVELS = [0.05, 0.15, 0.5, 0.3]  # P(level > 0) = 0.95: the level gate never decides here

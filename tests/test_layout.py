@@ -44,6 +44,8 @@ def test_the_library_never_imports_the_app_or_training():
 def test_the_model_and_the_store_know_nothing_above_them():
     assert offenders(["safevlm/model"], ("safevlm.engine", "safevlm.cli", "safevlm.store")) == []
     assert offenders(["safevlm/store"], ("safevlm.model", "safevlm.engine", "torch")) == []
+    # the app uses feedback/: it must stay free of the model and of the tools
+    assert offenders(["safevlm/feedback"], ("torch", "safevlm.model", "safevlm.engine", "safevlm.tools")) == []
 
 
 def test_the_readme_map_names_every_package_of_the_library():

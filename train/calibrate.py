@@ -4,7 +4,7 @@ The policy flags an input when some risk type reaches its threshold and P(level 
 reaches the level threshold (`safevlm.policy.decide`). Untrained defaults (0.5 / 0.5) are
 arbitrary; this picks one shared type threshold and the level threshold from a grid so
 that, on validation data, as many risky inputs as possible are flagged while at most
-`max_false_flags` of safe ones are (`safevlm.tools.thresholds.calibrate`, which the feedback
+`max_false_flags` of safe ones are (`safevlm.feedback.thresholds.calibrate`, which the feedback
 loop shares). Ties go to the higher thresholds (fewer false flags).
 The result is written into the checkpoint's taxonomy, so the app, the CLI and the eval
 start from it; users still override it per request.
@@ -20,11 +20,11 @@ from collections.abc import Sequence
 
 import torch
 
+from safevlm.feedback.thresholds import calibrate
 from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import Taxonomy
 from safevlm.tools.metrics import ece
-from safevlm.tools.thresholds import calibrate
 from train.features import Example, head_logits, head_probabilities
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ def checkpoint_taxonomy(checkpoint: str | None):
 
 
 def cmd_thresholds(args) -> int:
+    from safevlm.feedback.labels import summary, threshold_policy, write_policy
     from safevlm.policy import Thresholds
     from safevlm.store import Store
-    from safevlm.tools.feedback import summary, threshold_policy, write_policy
 
     if not Path(args.db).is_file():
         raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")

@@ -2,7 +2,7 @@
 
 Each labelled turn carries the probabilities the head gave it when it was logged and the
 annotator's truth; `truth` reads that truth, `threshold_policy` turns the labelled turns
-into per-type curves and a suggested operating point (`tools.thresholds`), written as a
+into per-type curves and a suggested operating point (`feedback.thresholds`), written as a
 policy file that `policy.load_policy` (and the app, via SAFEVLM_POLICY) reads back.
 """
 
@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from safevlm.errors import SafeVLMError
+from safevlm.feedback.thresholds import rates, suggest_thresholds, type_curves
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import Taxonomy
-from safevlm.tools.thresholds import rates, suggest_thresholds, type_curves
 
 
 class FeedbackError(SafeVLMError):
