@@ -15,6 +15,7 @@ from app.panel import level_frame, quote, type_frame
 from app.served import AnnotationFiles
 from app.settings import AppSettings
 from safevlm.engine import ChatEngine
+from safevlm.feedback.labels import FeedbackError, summary, threshold_policy, write_policy
 from safevlm.images import ImageError, load_image
 from safevlm.policy import ThresholdError
 from safevlm.store import Store, StoreError
@@ -203,6 +204,43 @@ class AnnotationHandlers:
         gr.Info(f"Exported {count} turn(s) to {path.name}; the file is deleted in {minutes:g} min.")
         return self.files.track(path)
 
+    # --- thresholds from labels --------------------------------------------------------------
+
+    def suggest(self, token: str, max_false_flags_pct: float, type_name: str) -> tuple[str, pd.DataFrame, dict, str]:
+        """Per-type thresholds from the labelled turns at a false-flag budget (in percent):
+        (summary, curve of `type_name`, the policy for Apply, path of the policy file)."""
+        self.check_token(token)
+        try:
+            policy = threshold_policy(self.store.labelled_turns(), self.taxonomy,
+                                      self.engine.default_thresholds(), float(max_false_flags_pct) / 100,
+                                      db=str(self.settings.db))
+        except (FeedbackError, StoreError) as error:
+            raise shown(error) from None
+        path = self.files.new_path(f"safevlm-policy-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        write_policy(policy, path)
+        text = "```\n" + summary(policy, self.taxonomy) + "\n```"
+        return text, curve_frame(policy, self._type_name(type_name)), policy, self.files.track(path)
+
+    def curve(self, policy: dict | None, type_name: str) -> pd.DataFrame:
+        """The curve of another type from the last suggestion (no recomputation)."""
+        return curve_frame(policy, self._type_name(type_name)) if policy else curve_frame(None, "")
+
+    def apply(self, token: str, policy: dict | None) -> str:
+        """Make the suggested thresholds the defaults of new chats and API calls (this process,
+        until it restarts: keep the policy file and set SAFEVLM_POLICY to make it last)."""
+        self.check_token(token)
+        if not policy:
+            raise gr.Error("Compute a suggestion first.", print_exception=False)
+        try:
+            thresholds = self.engine.thresholds(policy["thresholds"])
+        except ThresholdError as error:
+            raise shown(error) from None
+        self.engine.use_policy(thresholds)
+        types = ", ".join(f"{n} {v:.2f}" for n, v in thresholds.types.items())
+        return (f"Applied to new chats and API calls: {types}; level {thresholds.level:.2f}. Open chats keep "
+                "their sliders. This lasts until the app restarts: download the policy file and set "
+                "SAFEVLM_POLICY to keep it.")
+
     def _type_name(self, value: str) -> str:
         """A type's name from its name or its short label."""
         if value in self.taxonomy.types:
@@ -219,6 +257,24 @@ class AnnotationHandlers:
             if value in (name, label, str(i)) or (isinstance(value, int) and value == i):
                 return i
         raise gr.Error(f"Unknown level {value!r}.", print_exception=False)
+
+
+CURVE_SERIES = ("recall", "precision", "false flags")
+
+
+def curve_frame(policy: dict | None, type_name: str) -> pd.DataFrame:
+    """Recall, precision and false-flag rate of one type over the threshold grid, plus two
+    vertical marks at the current and the suggested threshold (series of their own)."""
+    rows = []
+    if policy and type_name in policy.get("curves", {}):
+        for row in policy["curves"][type_name]:
+            for series, key in zip(CURVE_SERIES, ("recall", "precision", "false_flags"), strict=True):
+                if row[key] is not None:
+                    rows.append({"threshold": row["threshold"], "value": row[key], "series": series})
+        for series, thresholds in (("current", policy["current"]["thresholds"]), ("suggested", policy["thresholds"])):
+            at = thresholds["types"][type_name]
+            rows += [{"threshold": at, "value": 0.0, "series": series}, {"threshold": at, "value": 1.0, "series": series}]
+    return pd.DataFrame(rows, columns=["threshold", "value", "series"])
 
 
 def _shorten(text: str | None, limit: int = 80) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from app.about import about_markdown
-from app.annotate import TURN_COLUMNS, AnnotationHandlers
+from app.annotate import TURN_COLUMNS, AnnotationHandlers, curve_frame
 from app.api import chat_endpoint, delete_endpoint
 from app.handlers import Handlers
 from app.panel import (
@@ -25,6 +25,8 @@ from app.session import ChatSession
 from app.settings import load_examples
 from safevlm.config import MODES
 
+CURVE_COLOURS = {"recall": "#b91c1c", "precision": "#2563eb", "false flags": "#ca8a04",
+                 "current": "#6b7280", "suggested": "#15803d"}
 PRIVATE = {"api_visibility": "private"}
 MODEL = {"concurrency_id": "model"}  # chat, regenerate and /chat share the one model slot
 QUICK = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
@@ -214,6 +216,8 @@ def build_layout(handlers: Handlers) -> gr.Blocks:
                 preview_decision, [session, *sliders], preview, trigger_mode="always_last", **QUICK
             )
         reset_btn.click(lambda: default_values(handlers.engine), None, sliders, **QUICK)
+        # a page opened after "Apply to new chats" (Annotate tab) starts from the applied thresholds
+        demo.load(lambda: default_values(handlers.engine), None, sliders, **QUICK)
 
         # --- the public API ---------------------------------------------------------------
         gr.api(
@@ -371,6 +375,28 @@ def annotate_tab(annotation: AnnotationHandlers) -> None:
                 rating = gr.Radio([1, 2, 3, 4, 5], label="Answer rating (1 bad – 5 good)")
                 note = gr.Textbox(label="Note", lines=2)
                 save_btn = gr.Button("Save label", variant="primary")
+        gr.Markdown(
+            "### Thresholds from labels\nPer risk type, how the logged probabilities of the "
+            "labelled turns rank: recall and precision on the labels and the share of safe "
+            "labelled turns flagged, over thresholds; and per-type thresholds that flag the most "
+            "labelled risky turns with at most the chosen share of safe ones flagged."
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=260):
+                budget = gr.Slider(0, 20, value=3, step=0.5, label="Safe turns flagged at most (%)")
+                risk_choices = [(label, name) for label, name in type_choices if name in taxonomy.risk_types]
+                curve_type = gr.Dropdown(risk_choices, value=risk_choices[0][1], label="Curve of type")
+                suggest_btn = gr.Button("Suggest thresholds", variant="primary")
+                apply_btn = gr.Button("Apply to new chats")
+                policy_file = gr.File(label="Policy file (SAFEVLM_POLICY)", interactive=False, height=100)
+            with gr.Column(scale=2, min_width=320):
+                curve = gr.LinePlot(
+                    curve_frame(None, ""), x="threshold", y="value", color="series", y_lim=[0, 1],
+                    x_lim=[0, 1], color_map=CURVE_COLOURS, title="Labelled turns by threshold",
+                    elem_id="safevlm-curve", height=260,
+                )
+                suggestion = gr.Markdown(elem_id="safevlm-suggestion")
+        policy_state = gr.State(None)
         gr.Markdown("### Export")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=260):
@@ -419,6 +445,12 @@ def annotate_tab(annotation: AnnotationHandlers) -> None:
         status,
         **LOOKUP,
     ).then(**browse)
+
+    suggest_btn.click(
+        annotation.suggest, [token, budget, curve_type], [suggestion, curve, policy_state, policy_file], **LOOKUP
+    )
+    curve_type.change(annotation.curve, [policy_state, curve_type], curve, **LOOKUP)
+    apply_btn.click(annotation.apply, [token, policy_state], status, **LOOKUP)
 
     def export_to(kind: str):
         return lambda t, only: annotation.export(t, kind, only)

@@ -160,3 +160,34 @@ def test_the_app_starts_from_safevlm_policy_and_refuses_a_bad_one(tmp_path, tiny
         assert tiny_engine.default_thresholds().types["privacy"] == 0.35  # the good one stays
     finally:
         tiny_engine.use_policy(None)
+
+
+def test_the_annotate_tab_suggests_draws_and_applies_thresholds(labelled_db, tiny_engine, tmp_path):
+    import gradio as gr
+
+    from app.annotate import AnnotationHandlers
+    from app.safety_settings import default_values
+    from app.settings import AppSettings
+
+    settings = AppSettings(db=str(labelled_db), annotation_token="secret")
+    with Store(labelled_db) as store:
+        annotation = AnnotationHandlers(tiny_engine, store, settings)
+        with pytest.raises(gr.Error, match="token"):
+            annotation.suggest("wrong", 0, "illegal_risk")
+        text, frame, policy, path = annotation.suggest("secret", 0, "illegal_risk")
+        assert "illegal_risk" in text and json.loads(open(path).read())["thresholds"] == policy["thresholds"]
+        suggested = policy["thresholds"]["types"]["illegal_risk"]
+        marks = frame[frame.series == "suggested"]
+        assert list(marks.threshold) == [suggested, suggested] and set(frame.series) >= {"recall", "false flags"}
+        assert annotation.curve(policy, "privacy").series.eq("recall").sum() == 19
+        with pytest.raises(gr.Error, match="first"):
+            annotation.apply("secret", None)
+        try:
+            status = annotation.apply("secret", policy)
+            assert f"illegal_risk {suggested:.2f}" in status
+            assert tiny_engine.default_thresholds().types["illegal_risk"] == suggested
+            # a page opened now starts its sliders there (layout's demo.load reads these)
+            names = [*tiny_engine.taxonomy.risk_types, "level"]
+            assert dict(zip(names, default_values(tiny_engine)))["illegal_risk"] == suggested
+        finally:
+            tiny_engine.use_policy(None)
