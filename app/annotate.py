@@ -16,6 +16,7 @@ from app.served import AnnotationFiles
 from app.settings import AppSettings
 from safevlm.engine import ChatEngine
 from safevlm.feedback.labels import FeedbackError, summary, threshold_policy, write_policy
+from safevlm.feedback.queue import review_queue, why
 from safevlm.images import ImageError, load_image
 from safevlm.policy import ThresholdError
 from safevlm.store import Store, StoreError
@@ -33,7 +34,9 @@ TURN_COLUMNS = [
     "label",
     "👍/👎",
     "comment",
+    "why",
 ]
+QUEUE_POOL = 2000  # newest unlabelled turns ranked for "most useful first"
 
 
 class AnnotationHandlers:
@@ -74,19 +77,26 @@ class AnnotationHandlers:
         self.check_token(token)
         return gr.Column(visible=True), "Unlocked. Press **Load turns** to browse the log."
 
-    def browse(
-        self, token: str, decision: str, type_name: str, unlabelled: bool, limit: int = 100
-    ) -> pd.DataFrame:
-        """Logged turns, newest first, as a table (filters: decision, predicted type, unlabelled)."""
+    def browse(self, token: str, decision: str, type_name: str, unlabelled: bool, limit: int = 100,
+               order: str = "newest") -> pd.DataFrame:
+        """Logged turns as a table (filters: decision, predicted type, unlabelled), newest
+        first, or with order "useful" the unlabelled ones whose label would help most first
+        (`feedback.queue`: head unsure, near a threshold, visitor disagreed), with the reason."""
         self.check_token(token)
+        if order == "useful":
+            unlabelled, pool = True, QUEUE_POOL
         decision = None if decision in (None, "", "any") else decision
         type_name = None if type_name in (None, "", "any") else self._type_name(type_name)
         try:
-            turns = self.store.list_turns(
-                decision=decision, type=type_name, unlabelled=bool(unlabelled), limit=int(limit)
-            )
+            turns = self.store.list_turns(decision=decision, type=type_name, unlabelled=bool(unlabelled),
+                                          limit=pool if order == "useful" else int(limit))
         except StoreError as error:
             raise shown(error) from None
+        reasons = {}
+        if order == "useful":
+            ranked = review_queue(turns, self.taxonomy, self.engine.default_thresholds())[: int(limit)]
+            turns = [t for t, _ in ranked]
+            reasons = {t["id"]: f"{parts['score']:.2f}: {why(parts)}" for t, parts in ranked}
         rows = [
             {
                 "id": t["id"],
@@ -101,6 +111,7 @@ class AnnotationHandlers:
                 "label": "yes" if t["annotation_id"] is not None else "",
                 "👍/👎": f"{t['feedback_up']}/{t['feedback_down']}",
                 "comment": _shorten(t.get("feedback_comment")),
+                "why": reasons.get(t["id"], ""),
             }
             for t in turns
         ]

@@ -328,6 +328,12 @@ def annotate_tab(annotation: AnnotationHandlers) -> None:
                 [("any", "any"), *type_choices], value="any", label="Predicted type", scale=1
             )
             unlabelled = gr.Checkbox(label="Unlabelled only", value=False, scale=1)
+            order = gr.Radio(
+                [("newest first", "newest"), ("most useful to label first", "useful")], value="newest",
+                label="Order", scale=2,
+                info="useful: unlabelled turns where the head was unsure, the input sat near a threshold, "
+                     "or the visitor gave more 👎 than 👍 (column 'why')",
+            )
             load_btn = gr.Button("Load turns", variant="primary", scale=1)
         table = gr.Dataframe(
             headers=TURN_COLUMNS,
@@ -432,7 +438,7 @@ def annotate_tab(annotation: AnnotationHandlers) -> None:
         token.submit(**unlock)
     browse = dict(
         fn=annotation.browse,
-        inputs=[token, decision_filter, type_filter, unlabelled],
+        inputs=[token, decision_filter, type_filter, unlabelled, gr.State(100), order],
         outputs=table,
         **LOOKUP,
     )

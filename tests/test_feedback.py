@@ -191,3 +191,55 @@ def test_the_annotate_tab_suggests_draws_and_applies_thresholds(labelled_db, tin
             assert dict(zip(names, default_values(tiny_engine)))["illegal_risk"] == suggested
         finally:
             tiny_engine.use_policy(None)
+
+
+def log_unlabelled(store, type_probs, thumbs_down=0):
+    session = store.start_session("ui")
+    d = decide(type_probs, LEVELS, TAXONOMY)
+    turn = store.log_turn(session, prompt=f"request {type_probs}", response="an answer", decision=d.action,
+                          type=d.type, level=d.level, flagged=d.flagged, type_probs=type_probs,
+                          level_probs=LEVELS, hint=d.hint, mode="hint", thresholds={}, base="tiny",
+                          checkpoint="ckpt-a", timings={}, source="ui")
+    for _ in range(thumbs_down):
+        store.set_feedback(turn, -1)
+    return turn
+
+
+def test_the_queue_puts_unsure_near_threshold_and_disputed_turns_before_confident_ones(tmp_path, capsys):
+    from safevlm.feedback.queue import review_queue
+
+    path = tmp_path / "log.db"
+    with Store(path) as store:
+        confident = log_unlabelled(store, probs(illegal_risk=0.99))
+        near = log_unlabelled(store, probs(illegal_risk=0.48))  # the default threshold is 0.5
+        disputed = log_unlabelled(store, probs(illegal_risk=0.99), thumbs_down=1)
+        labelled = log_labelled(store, probs(illegal_risk=0.5), "illegal_risk", 3)
+        turns = store.list_turns(limit=100)
+    ranked = review_queue(turns, TAXONOMY, Thresholds.default(TAXONOMY))
+    order = [t["id"] for t, _ in ranked]
+    assert labelled not in order and order[-1] == confident
+    assert set(order[:2]) == {near, disputed}
+    parts = dict((t["id"], p) for t, p in ranked)
+    assert parts[near]["closeness"] > 0.8 and parts[confident]["closeness"] == 0.0
+    assert parts[disputed]["disagreement"] == 1.0 and parts[confident]["disagreement"] == 0.0
+    assert cli_main(["feedback", "queue", "--db", str(path), "--json"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # the CLI ranks with the shipped checkpoint's thresholds: the same three, the confident one last
+    assert {row["id"] for row in printed[:2]} == {near, disputed} and printed[-1]["id"] == confident
+    assert len(printed) == 3 and "visitor disagreed" in next(r["why"] for r in printed if r["id"] == disputed)
+
+
+def test_the_annotate_tab_lists_the_most_useful_turns_first_with_the_reason(tmp_path, tiny_engine):
+    from app.annotate import AnnotationHandlers
+    from app.settings import AppSettings
+
+    with Store(tmp_path / "log.db") as store:
+        confident = log_unlabelled(store, probs(illegal_risk=0.99))
+        disputed = log_unlabelled(store, probs(illegal_risk=0.99), thumbs_down=2)
+        log_labelled(store, probs(illegal_risk=0.45), "illegal_risk", 3)
+        annotation = AnnotationHandlers(tiny_engine, store, AppSettings(annotation_token="t"))
+        newest = annotation.browse("t", "any", "any", False)
+        useful = annotation.browse("t", "any", "any", False, 100, "useful")
+    assert len(newest) == 3 and set(newest["why"]) == {""}
+    assert list(useful["id"]) == [disputed, confident]  # labelled turns leave the queue
+    assert "visitor disagreed" in useful["why"].iloc[0]

@@ -1,4 +1,5 @@
-"""`safevlm feedback thresholds`: thresholds from the labels saved in the log (no model)."""
+"""`safevlm feedback thresholds` (thresholds from the labels saved in the log) and
+`safevlm feedback queue` (what to label next); neither loads the model."""
 
 from __future__ import annotations
 
@@ -42,6 +43,34 @@ def cmd_thresholds(args) -> int:
     return 0
 
 
+def cmd_queue(args) -> int:
+    import json
+
+    from safevlm.feedback.queue import review_queue, why
+    from safevlm.policy import Thresholds
+    from safevlm.store import Store
+
+    if not Path(args.db).is_file():
+        raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")
+    if args.limit < 1:
+        raise CLIError("--limit must be >= 1")
+    taxonomy = checkpoint_taxonomy(args.checkpoint)
+    with Store(args.db) as store:
+        turns = store.list_turns(unlabelled=True, limit=args.pool)
+    ranked = review_queue(turns, taxonomy, Thresholds.default(taxonomy))[: args.limit]
+    for turn, parts in ranked:
+        if args.json:
+            print(json.dumps({"id": turn["id"], **parts, "why": why(parts), "decision": turn["decision"],
+                              "prompt": turn["prompt"]}, ensure_ascii=False))
+        else:
+            prompt = " ".join(turn["prompt"].split())
+            print(f"{turn['id']:>6}  {parts['score']:.2f}  {turn['decision'] or '-':<8} {why(parts):<40} "
+                  f"{prompt[:60]}")
+    if not ranked and not args.json:
+        print("no unlabelled turns")
+    return 0
+
+
 def register_cli(sub) -> None:
     """Add `safevlm feedback ...` to the CLI's subparsers."""
     p = sub.add_parser("feedback", help="turn the labels in the log into thresholds",
@@ -60,3 +89,14 @@ def register_cli(sub) -> None:
                    help="share of safe labelled turns that may be flagged (default 0.03)")
     t.add_argument("--out", default=None, metavar="policy.json", help="write the policy file here")
     t.set_defaults(func=cmd_thresholds)
+    q = commands.add_parser(
+        "queue", help="unlabelled turns, the ones whose label would help most first",
+        description="Ranks unlabelled turns by how much a label would help: the head's uncertainty "
+                    "(entropy of its type probabilities), closeness to a threshold of the checkpoint's "
+                    "policy, and visitor disagreement (more thumbs down than up); one sign each in [0, 1].")
+    q.add_argument("--db", default="logs/safevlm.db", help="the app's SQLite log (default logs/safevlm.db)")
+    q.add_argument("--checkpoint", default=None, help="checkpoint whose thresholds apply (default: assets/checkpoint)")
+    q.add_argument("--limit", type=int, default=20, help="turns to print (default 20)")
+    q.add_argument("--pool", type=int, default=2000, help="newest unlabelled turns ranked (default 2000)")
+    q.add_argument("--json", action="store_true", help="one JSON object per line")
+    q.set_defaults(func=cmd_queue)
