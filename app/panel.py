@@ -72,6 +72,8 @@ def badge_html(decision: Decision | None, taxonomy, note: str = "", checking: bo
             over = [taxonomy.type_labels[taxonomy.types.index(t)] for t in decision.flagged_types]
             subtitle = (f"{', '.join(over)} over threshold, but P(level ≥ 1) is under the level threshold"
                         if over else "no risk type over its threshold")
+        if decision.review:
+            subtitle += " · review: near a threshold"
         if note:
             subtitle += f" — {note}"
     return (

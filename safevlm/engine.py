@@ -75,6 +75,7 @@ class Verdict:
             "flagged": self.decision.flagged,
             "hint": self.decision.hint,
             "respond_with": self.decision.response if self.decision.flagged else "generate",
+            "review": self.decision.review,
             "reader_text": self.reader_text,
             "ms": round(sum(self.ms.values()), 1),
         }

@@ -33,6 +33,9 @@ class Thresholds:
     types: dict[str, float] = field(default_factory=dict)
     level: float = 0.5
     responses: dict[int, str] = field(default_factory=dict)  # level -> generate | template
+    # Optional review band: an input whose probabilities lie within this margin of a threshold
+    # is decided as usual and also marked `review` (0 = off).
+    review: float = 0.0
 
     @classmethod
     def default(cls, taxonomy: Taxonomy) -> Thresholds:
@@ -45,7 +48,8 @@ class Thresholds:
     def with_overrides(self, overrides: Mapping | str | None, taxonomy: Taxonomy) -> Thresholds:
         """Merge user overrides: a mapping or JSON like {"illegal_risk": 0.3, "level": 0.4}
         or {"types": {...}, "level": 0.4}, optionally with "responses": {"2": "generate"}
-        (or one word for every level). Unknown names and values outside [0, 1] raise."""
+        (or one word for every level) and "review": a margin in [0, 0.5] (the review band).
+        Unknown names and values outside [0, 1] raise."""
         if overrides is None or overrides == "":
             return self
         if isinstance(overrides, str):
@@ -56,7 +60,7 @@ class Thresholds:
         if not isinstance(overrides, Mapping):
             raise ThresholdError("thresholds must be a JSON object, e.g. {\"illegal_risk\": 0.3}")
         types = dict(self.types)
-        level = self.level
+        level, review = self.level, self.review
         if "types" in overrides and not isinstance(overrides["types"], Mapping):
             raise ThresholdError("\"types\" must be an object of type name -> number")
         responses = _responses(overrides.get("responses"), self.responses, taxonomy)
@@ -64,18 +68,25 @@ class Thresholds:
         flat.update({k: v for k, v in overrides.items() if k not in ("types", "responses")})
         for name, value in flat.items():
             value = _probability(name, value)
-            if name == "level":
+            if name == "review":
+                if value > 0.5:
+                    raise ThresholdError(f"review must be a margin in [0, 0.5], got {value}")
+                review = value
+            elif name == "level":
                 level = value
             elif name in taxonomy.risk_types:
                 types[name] = value
             else:
-                known = ", ".join((*taxonomy.risk_types, "level"))
+                known = ", ".join((*taxonomy.risk_types, "level", "review"))
                 raise ThresholdError(f"unknown threshold {name!r}; known: {known}")
-        return Thresholds(types, level, responses)
+        return Thresholds(types, level, responses, review)
 
     def to_dict(self) -> dict:
-        return {"types": dict(self.types), "level": self.level,
-                "responses": {str(k): v for k, v in sorted(self.responses.items())}}
+        out = {"types": dict(self.types), "level": self.level,
+               "responses": {str(k): v for k, v in sorted(self.responses.items())}}
+        if self.review:
+            out["review"] = self.review
+        return out
 
 
 def load_policy(path: str | Path, taxonomy: Taxonomy) -> Thresholds:
@@ -137,6 +148,7 @@ class Decision:
     flagged_types: tuple[str, ...] = ()
     response: str = GENERATE  # a flagged input's answer: the model's, or the refusal template
     refusal: str | None = None  # the template's text when response == "template"
+    review: bool = False  # within the review band of a threshold: worth a person's look
 
     @property
     def flagged(self) -> bool:
@@ -170,8 +182,9 @@ def decide(
         if float(type_probs[t]) >= thresholds.types.get(t, taxonomy.default_type_thresholds[t])
     )
     risk_mass = 1.0 - float(level_probs[0])
+    review = _in_review_band(type_probs, risk_mass, taxonomy, thresholds)
     if not flagged or risk_mass < thresholds.level:
-        return Decision(ALLOW, taxonomy.safe_type, 0, None, flagged)
+        return Decision(ALLOW, taxonomy.safe_type, 0, None, flagged, review=review)
 
     risk_type = max(flagged, key=lambda t: float(type_probs[t]))
     level = 1 + max(range(len(level_probs) - 1), key=lambda i: float(level_probs[i + 1]))
@@ -179,4 +192,19 @@ def decide(
     response = thresholds.response(level)
     refusal = taxonomy.refusal(risk_type) if response == TEMPLATE else None
     return Decision(action, risk_type, level, taxonomy.hint(risk_type, level), flagged,
-                    response, refusal)
+                    response, refusal, review)
+
+
+def _in_review_band(type_probs: Mapping[str, float], risk_mass: float, taxonomy: Taxonomy,
+                    thresholds: Thresholds) -> bool:
+    """Whether a small move of a threshold would change the decision: some risk type within
+    `review` of its threshold, or the level mass within it of the level threshold while some
+    type reaches its threshold minus the margin."""
+    margin = thresholds.review
+    if margin <= 0:
+        return False
+    limits = {t: thresholds.types.get(t, taxonomy.default_type_thresholds[t]) for t in taxonomy.risk_types}
+    if any(abs(float(type_probs[t]) - limit) <= margin for t, limit in limits.items()):
+        return True
+    return (abs(risk_mass - thresholds.level) <= margin
+            and any(float(type_probs[t]) >= limit - margin for t, limit in limits.items()))

@@ -602,6 +602,7 @@ def test_the_chat_api_returns_the_json_of_a_turn_and_logs_it_with_source_api(ser
         "flagged",
         "hint",
         "respond_with",
+        "review",
         "reader_text",
         "ms",
         "response",

@@ -188,7 +188,7 @@ def test_the_annotate_tab_suggests_draws_and_applies_thresholds(labelled_db, tin
             assert tiny_engine.default_thresholds().types["illegal_risk"] == suggested
             # a page opened now starts its sliders there (layout's demo.load reads these)
             names = [*tiny_engine.taxonomy.risk_types, "level"]
-            assert dict(zip(names, default_values(tiny_engine)))["illegal_risk"] == suggested
+            assert dict(zip(names, default_values(tiny_engine), strict=False))["illegal_risk"] == suggested
         finally:
             tiny_engine.use_policy(None)
 

@@ -129,3 +129,28 @@ def test_thresholds_round_trip_through_the_taxonomy_with_their_responses():
     again = Taxonomy.from_dict(data)
     assert again.default_responses == {1: "generate", 2: "generate", 3: "template"}
     assert again.refusals == TAX.refusals
+
+
+def test_the_review_band_marks_inputs_near_a_threshold_and_decides_as_before():
+    from safevlm.policy import ThresholdError, Thresholds, decide
+    from safevlm.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    base = Thresholds.default(taxonomy).with_overrides({"illegal_risk": 0.5, "level": 0.5}, taxonomy)
+    band = base.with_overrides({"review": 0.1}, taxonomy)
+    assert band.to_dict()["review"] == 0.1 and "review" not in base.to_dict()
+    levels = [0.1, 0.2, 0.3, 0.4]  # P(level >= 1) = 0.9: far from the level threshold
+
+    def probs(p):
+        out = dict.fromkeys(taxonomy.types, 0.0)
+        out.update(illegal_risk=p, safe=1 - p)
+        return out
+
+    for p, flagged, review in ((0.45, False, True), (0.55, True, True), (0.8, True, False), (0.2, False, False)):
+        with_band, without = decide(probs(p), levels, taxonomy, band), decide(probs(p), levels, taxonomy, base)
+        assert (with_band.flagged, with_band.review) == (flagged, review), p
+        assert without.review is False and with_band.action == without.action
+    # over the type threshold, the level mass near its threshold: a review too
+    assert decide(probs(0.8), [0.45, 0.2, 0.2, 0.15], taxonomy, band).review
+    with pytest.raises(ThresholdError, match="review"):
+        base.with_overrides({"review": 0.7}, taxonomy)

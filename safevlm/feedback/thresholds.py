@@ -141,7 +141,8 @@ def suggest_thresholds(probs: Probs, truths: Sequence[str], taxonomy: Taxonomy, 
         if best is None:
             break
         _, steps, hits, false = best
-    thresholds = Thresholds({n: GRID[k] for n, k in steps.items()}, current.level, dict(current.responses))
+    thresholds = Thresholds({n: GRID[k] for n, k in steps.items()}, current.level, dict(current.responses),
+                            current.review)
     report = {"labelled": len(truths), "risky": len(risky), "safe": len(safe), "max_false_flags": max_false_flags,
               "risky_flagged": hits / len(risky) if risky else None,
               "safe_flagged": false / len(safe) if safe else None}
