@@ -15,6 +15,7 @@ from app.panel import level_frame, quote, type_frame
 from app.served import AnnotationFiles
 from app.settings import AppSettings
 from safevlm.engine import ChatEngine
+from safevlm.feedback.export import feedback_records, write_records
 from safevlm.feedback.labels import FeedbackError, summary, threshold_policy, write_policy
 from safevlm.feedback.queue import review_queue, why
 from safevlm.images import ImageError, load_image
@@ -198,17 +199,21 @@ class AnnotationHandlers:
         return f"Saved label #{annotation_id} for turn {_turn_id(turn_id)}."
 
     def export(self, token: str, kind: str, labelled_only: bool = True) -> str:
-        """Write an export (JSONL training records or CSV) where only this caller learns the
-        URL (a folder with a random name), deleted after a few minutes; its path."""
+        """Write an export where only this caller learns the URL (a folder with a random name),
+        deleted after a few minutes; its path. JSONL: training records of the labelled turns
+        (`feedback.export`: conflicts resolved, project-written refusals as risky targets);
+        CSV: every column of the turns (`labelled_only` applies to the CSV)."""
         self.check_token(token)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.files.new_path(f"safevlm-turns-{stamp}.{'jsonl' if kind == 'jsonl' else 'csv'}")
         try:
-            if kind == "jsonl":
-                count = self.store.export_jsonl(path, labelled_only=bool(labelled_only))
+            if kind == "jsonl":  # training records: labelled turns only, by the feedback export's rules
+                records, _ = feedback_records(self.store, self.taxonomy)
+                write_records(records, path)
+                count = len(records)
             else:
                 count = self.store.export_csv(path, labelled_only=bool(labelled_only))
-        except StoreError as error:
+        except (StoreError, FeedbackError) as error:
             self.files.remove(path)
             raise shown(error) from None
         minutes = self.files.seconds / 60

@@ -406,8 +406,11 @@ def annotate_tab(annotation: AnnotationHandlers) -> None:
         gr.Markdown("### Export")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=260):
-                labelled_only = gr.Checkbox(label="Labelled turns only", value=True)
-                export_jsonl_btn = gr.Button("Export JSONL (training records)")
+                export_jsonl_btn = gr.Button("Export JSONL (training records of labelled turns)")
+                gr.Markdown("One record per image and prompt: the majority label (ties: the newest); "
+                            "risky labels get the project's refusal as the target, never the logged answer; "
+                            "safe ones the logged answer only when rated 4-5.")
+                labelled_only = gr.Checkbox(label="CSV: labelled turns only", value=True)
                 export_csv_btn = gr.Button("Export CSV (all columns)")
             export_file = gr.File(
                 label="Download", interactive=False, elem_id="safevlm-export", height=120, scale=2

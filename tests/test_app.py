@@ -566,6 +566,8 @@ def test_a_label_is_saved_and_exported_as_a_training_record(handlers, db_path, t
         2,
     )
     assert Path(record["image"]).is_file()
+    # a risky label's target is the project's refusal, never the model's logged answer
+    assert record["response"] == handlers.taxonomy.refusal("privacy")
     csv = pd.read_csv(handlers.annotation.export(TOKEN, "csv", False))
     assert list(csv["id"]) == [turn_id] and csv["annotator"][0] == "ann"
 

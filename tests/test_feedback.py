@@ -2,6 +2,7 @@
 per-type thresholds and a policy file that the engine and the app start from."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -243,3 +244,69 @@ def test_the_annotate_tab_lists_the_most_useful_turns_first_with_the_reason(tmp_
     assert len(newest) == 3 and set(newest["why"]) == {""}
     assert list(useful["id"]) == [disputed, confident]  # labelled turns leave the queue
     assert "visitor disagreed" in useful["why"].iloc[0]
+
+
+def _image(tmp_path, name, colour):
+    from PIL import Image
+
+    path = tmp_path / f"{name}.png"
+    Image.new("RGB", (32, 32), colour).save(path)
+    return path
+
+
+def _turn(store, image, prompt, type_probs, response="the logged answer"):
+    session = store.start_session("ui")
+    d = decide(type_probs, LEVELS, TAXONOMY)
+    return store.log_turn(session, prompt=prompt, response=response, decision=d.action, type=d.type,
+                          level=d.level, flagged=d.flagged, type_probs=type_probs, level_probs=LEVELS,
+                          hint=d.hint, mode="hint", thresholds={}, base="tiny", checkpoint="c", timings={},
+                          source="ui", image=image)
+
+
+def test_the_export_resolves_conflicts_writes_project_targets_and_reports_agreement(tmp_path, capsys):
+    from safevlm.data.schema import record_from_dict
+    from safevlm.feedback.export import feedback_records
+
+    db, out = tmp_path / "log.db", tmp_path / "feedback.jsonl"
+    one, two = _image(tmp_path, "one", "red"), _image(tmp_path, "two", "blue")
+    with Store(db) as store:
+        a = _turn(store, one, "a risky request", probs(illegal_risk=0.3), response="MODEL ANSWER A")
+        store.annotate(a, annotator="ann1", true_type="illegal_risk", true_level=3)
+        store.annotate(a, annotator="ann3", true_type="safe", true_level=0)
+        store.annotate(a, annotator="ann2", true_type="illegal_risk", true_level=2)
+        b = _turn(store, two, "a benign request", probs(privacy=0.6), response="answer b")
+        c = _turn(store, two, "a  benign request", probs(privacy=0.6), response="answer c, rated good")
+        store.annotate(b, annotator="ann1", true_type="safe", true_level=0)
+        store.annotate(c, annotator="ann2", true_type="safe", true_level=0, response_rating=5)
+        d = _turn(store, one, "another benign request", probs(), response="answer d")
+        store.annotate(d, annotator="ann1", true_type="safe", true_level=0)
+        e = _turn(store, two, "unclear", probs(fairness=0.7))
+        store.annotate(e, annotator="ann1", decision_correct=False)
+        records, report = feedback_records(store, TAXONOMY)
+    by_prompt = {r["prompt"]: r for r in records}
+    risky = by_prompt["a risky request"]
+    assert (risky["type"], risky["level"]) == ("illegal_risk", 2)  # majority type; level tie -> newest
+    assert risky["response"] == TAXONOMY.refusal("illegal_risk") and "MODEL ANSWER" not in json.dumps(records)
+    benign = next(r for r in records if r["meta"]["turns"] == sorted([b, c]))
+    assert benign["response"] == "answer c, rated good" and benign["meta"]["target"] == "rated answer"
+    assert by_prompt["another benign request"]["response"] == "" and report["skipped"] == {"no usable label": 1}
+    assert len(records) == 3 and report["targets"] == {"refusal": 1, "rated answer": 1, "head-only": 1}
+    for record in records:
+        record_from_dict(record, TAXONOMY)  # the training schema accepts every record
+    assert report["agreement"]["pairs"] == 4 and report["agreement"]["percent"] == 50.0
+    assert report["agreement"]["kappa"]["illegal_risk"] == pytest.approx(0.0)
+
+    assert cli_main(["feedback", "export", "--db", str(db), "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 3 and "50.0% of 4 pairs" in capsys.readouterr().out
+    Path(risky["image"]).unlink()  # an image gone from the log's folder: one line, the old export stays
+    before = out.read_text()
+    assert cli_main(["feedback", "export", "--db", str(db), "--out", str(out)]) == 1
+    assert "missing" in capsys.readouterr().err and out.read_text() == before
+
+
+def test_kappa_is_one_for_agreement_and_undefined_without_variation():
+    from safevlm.feedback.export import kappa
+
+    assert kappa([(True, True), (False, False)]) == 1.0
+    assert kappa([(True, False), (False, True)]) == -1.0
+    assert kappa([(False, False), (False, False)]) is None and kappa([]) is None

@@ -479,7 +479,8 @@ def test_a_users_comment_shows_in_the_table_the_opened_turn_and_both_exports(tin
     assert "it refused a harmless question" in text
     csv_text = Path(handlers.annotation.export(TOKEN, "csv", labelled_only=False)).read_text()
     assert "it refused a harmless question" in csv_text
+    handlers.annotation.save_label(TOKEN, turn["id"], "ann", "yes", None, None, None, "")
     (record,) = [json.loads(line) for line in
                  Path(handlers.annotation.export(TOKEN, "jsonl", labelled_only=False)).read_text().splitlines()]
-    assert record["meta"] == {"feedback_comment": "it refused a harmless question"}
+    assert record["meta"]["feedback_comment"] == "it refused a harmless question"
     store.close()

@@ -71,6 +71,31 @@ def cmd_queue(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    import json
+
+    from safevlm.feedback.export import feedback_records, write_records
+    from safevlm.store import Store
+
+    if not Path(args.db).is_file():
+        raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")
+    taxonomy = checkpoint_taxonomy(args.checkpoint)
+    with Store(args.db) as store:
+        records, report = feedback_records(store, taxonomy)
+    write_records(records, args.out)
+    agreement = report["agreement"]
+    print(f"wrote {len(records)} training records to {args.out} (targets: {report['targets']}; "
+          f"skipped: {report['skipped'] or 'none'})")
+    if agreement["pairs"]:
+        kappas = ", ".join(f"{t} {k:.2f}" for t, k in agreement["kappa"].items() if k is not None)
+        print(f"annotator agreement: {agreement['percent']:.1f}% of {agreement['pairs']} pairs; kappa: {kappas}")
+    else:
+        print("annotator agreement: no turn was labelled by two annotators")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def register_cli(sub) -> None:
     """Add `safevlm feedback ...` to the CLI's subparsers."""
     p = sub.add_parser("feedback", help="turn the labels in the log into thresholds",
@@ -100,3 +125,15 @@ def register_cli(sub) -> None:
     q.add_argument("--pool", type=int, default=2000, help="newest unlabelled turns ranked (default 2000)")
     q.add_argument("--json", action="store_true", help="one JSON object per line")
     q.set_defaults(func=cmd_queue)
+    e = commands.add_parser(
+        "export", help="labelled turns as training records, conflicts resolved, agreement reported",
+        description="Writes labelled turns as training-schema JSONL: one record per image and prompt, "
+                    "its type the majority of its labels (ties: the most recent), the target answer a "
+                    "project-written refusal for risky labels or a logged answer rated 4-5 for safe ones "
+                    "(else none: the record trains the safety head only). Prints annotator agreement "
+                    "(percent and Cohen's kappa per type) over turns two annotators labelled.")
+    e.add_argument("--db", default="logs/safevlm.db", help="the app's SQLite log (default logs/safevlm.db)")
+    e.add_argument("--checkpoint", default=None, help="checkpoint whose taxonomy applies (default: assets/checkpoint)")
+    e.add_argument("--out", required=True, metavar="FILE.jsonl", help="where to write the records")
+    e.add_argument("--report", default=None, metavar="FILE.json", help="also write the full report here")
+    e.set_defaults(func=cmd_export)

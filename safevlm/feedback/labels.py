@@ -77,15 +77,23 @@ def threshold_policy(turns: list[dict], taxonomy: Taxonomy, current: Thresholds,
     }
 
 
-def write_policy(policy: dict, path: str | Path) -> Path:
-    """Write atomically: a failed write leaves an existing policy file as it was."""
+def write_text_atomically(text: str, path: str | Path) -> Path:
+    """Write via a temporary file and a rename: a failed write leaves an existing file as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(policy, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def write_policy(policy: dict, path: str | Path) -> Path:
+    """The policy file, written atomically."""
+    return write_text_atomically(json.dumps(policy, indent=2) + "\n", path)
 
 
 def summary(policy: dict, taxonomy: Taxonomy) -> str:
