@@ -319,8 +319,8 @@ def test_flagged_inputs_are_answered_both_ways_and_the_template_is_a_refusal(tin
 
 
 def test_families_ece_and_form_breakdowns(classified):
+    from safevlm.metrics import ece as _ece
     from safevlm.tools.eval import _family
-    from safevlm.tools.metrics import ece as _ece
 
     everything = classified[0.0]
     assert set(everything["false_flag_by"]["family"]) == {"generated"}

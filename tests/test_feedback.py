@@ -310,3 +310,22 @@ def test_kappa_is_one_for_agreement_and_undefined_without_variation():
     assert kappa([(True, True), (False, False)]) == 1.0
     assert kappa([(True, False), (False, True)]) == -1.0
     assert kappa([(False, False), (False, False)]) is None and kappa([]) is None
+
+
+def test_calibration_on_labels_cools_an_overconfident_head_and_draws_the_diagram(tmp_path, capsys):
+    from safevlm.feedback.calibration import calibrate_labels
+
+    db = tmp_path / "log.db"
+    with Store(db) as store:  # the head says 0.95 illegal_risk; the labels agree 3 times in 5
+        for i in range(40):
+            log_labelled(store, probs(illegal_risk=0.95), "illegal_risk" if i % 5 < 3 else "safe",
+                         3 if i % 5 < 3 else 0)
+        report = calibrate_labels(store.labelled_turns(), TAXONOMY)
+    part = report["type"]
+    assert report["labels"] == 40 and part["temperature"] > 1.5
+    assert part["ece_after"] < part["ece_before"] - 0.2 and part["nll_after"] < part["nll_before"]
+    assert sum(r["n"] for r in part["reliability_before"]) == 40
+    assert cli_main(["feedback", "calibrate", "--db", str(db), "--out", str(tmp_path / "cal")]) == 0
+    assert (tmp_path / "cal" / "reliability.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["type"]["temperature"] == part["temperature"]
+    assert "type: temperature x" in capsys.readouterr().out

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from safevlm.config import QUERY_SOURCES, SafeVLMConfig
+from safevlm.metrics import auroc
 from safevlm.model.bases import load_base
 from safevlm.model.modeling import SafeVLM
 from safevlm.model.reader import Reader
 from safevlm.policy import Thresholds, decide
-from safevlm.tools.metrics import auroc
 from train.features import (
     FeatureCache,
     collate_head,

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 import torch
 
 from safevlm.feedback.thresholds import calibrate
+from safevlm.metrics import ece
 from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import Taxonomy
-from safevlm.tools.metrics import ece
 from train.features import Example, head_logits, head_probabilities
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ ECE_BINS = 15
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
-    """ECE of the top class (`safevlm.tools.metrics.ece`, the eval's) on tensors."""
+    """ECE of the top class (`safevlm.metrics.ece`, the eval's) on tensors."""
     return ece(probs.tolist(), labels.tolist(), bins)
 
 

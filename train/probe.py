@@ -23,9 +23,9 @@ from sklearn.preprocessing import StandardScaler
 
 from safevlm.config import SafeVLMConfig
 from safevlm.data.schema import read_jsonl
+from safevlm.metrics import auroc
 from safevlm.model.bases import load_base
 from safevlm.model.modeling import MAX_QUERY_TOKENS, SafeVLM
-from safevlm.tools.metrics import auroc
 from train.features import FeatureCache, build_examples, make_reader
 
 log = logging.getLogger(__name__)

@@ -96,6 +96,29 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    import json
+
+    from safevlm.feedback.calibration import calibrate_labels, plot_reliability
+    from safevlm.store import Store
+
+    if not Path(args.db).is_file():
+        raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")
+    taxonomy = checkpoint_taxonomy(args.checkpoint)
+    with Store(args.db) as store:
+        report = calibrate_labels(store.labelled_turns(), taxonomy)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    plot_reliability(report, out / "reliability.png")
+    for name in ("type", "level"):
+        part = report[name]
+        print(f"{name}: temperature x{part['temperature']:g}; ECE {part['ece_before']:.3f} -> {part['ece_after']:.3f}; "
+              f"NLL {part['nll_before']:.3f} -> {part['nll_after']:.3f}")
+    print(f"on {report['labels']} labelled turns; wrote {out / 'calibration.json'} and {out / 'reliability.png'}")
+    return 0
+
+
 def register_cli(sub) -> None:
     """Add `safevlm feedback ...` to the CLI's subparsers."""
     p = sub.add_parser("feedback", help="turn the labels in the log into thresholds",
@@ -137,3 +160,12 @@ def register_cli(sub) -> None:
     e.add_argument("--out", required=True, metavar="FILE.jsonl", help="where to write the records")
     e.add_argument("--report", default=None, metavar="FILE.json", help="also write the full report here")
     e.set_defaults(func=cmd_export)
+    c = commands.add_parser(
+        "calibrate", help="temperature scaling fitted on labelled turns, ECE before/after, reliability plot",
+        description="Fits a temperature for the type and the level distributions on labelled turns (the "
+                    "factor on the checkpoint's own temperature), and writes calibration.json and "
+                    "reliability.png (accuracy against confidence, before and after) into --out.")
+    c.add_argument("--db", default="logs/safevlm.db", help="the app's SQLite log (default logs/safevlm.db)")
+    c.add_argument("--checkpoint", default=None, help="checkpoint whose taxonomy applies (default: assets/checkpoint)")
+    c.add_argument("--out", default="reports/calibration", help="report folder (default reports/calibration)")
+    c.set_defaults(func=cmd_calibrate)

@@ -1,4 +1,4 @@
 """Tools around the runtime, none of which the app or the engine import: `eval` (+
 `eval_report`) for labelled sets, `scan` (+ `scan_inputs`, `scan_report`) for folders of
-unlabelled images, `bench` for speed and memory, and what they and training share:
-`metrics` and `refusal` (is an answer a refusal)."""
+unlabelled images, `bench` for speed and memory, and `refusal` (is an answer a refusal),
+which training shares."""

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from safevlm.data.schema import Record
 from safevlm.errors import SafeVLMError
+from safevlm.metrics import auroc, breakdown, counted, ece, pairs, rate
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import Taxonomy
-from safevlm.tools.metrics import auroc, breakdown, counted, ece, pairs, rate
 from safevlm.tools.refusal import is_refusal
 
 log = logging.getLogger(__name__)
