@@ -80,9 +80,16 @@ def load_split(data: Path, split: str, taxonomy, limit: int = 0, seed: int = 0) 
     return records
 
 
-def split_examples(model: SafeVLM, data: Path, split: str, cache: FeatureCache, reader: Reader | None,
-                   limit: int = 0, seed: int = 0, ocr_share: float = 1.0) -> list[Example]:
-    """`build_examples` over a split's clean records (`load_split`)."""
+OWN_READER = object()  # split_examples' default: the reader `make_reader(model)` gives
+
+
+def split_examples(model: SafeVLM, data: Path, split: str, cache: FeatureCache | None = None,
+                   reader: Reader | None | object = OWN_READER, limit: int = 0, seed: int = 0,
+                   ocr_share: float = 1.0) -> list[Example]:
+    """`build_examples` over a split's clean records (`load_split`); the feature cache of
+    `data` and the model's reader unless the caller shares its own across splits."""
+    cache = cache or FeatureCache.for_model(data, model)
+    reader = make_reader(model) if reader is OWN_READER else reader
     return build_examples(model, load_split(data, split, model.taxonomy, limit, seed), cache, reader,
                           desc=split, ocr_share=ocr_share)
 

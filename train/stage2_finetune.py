@@ -25,14 +25,7 @@ from safevlm.config import Mode
 from safevlm.errors import SafeVLMError
 from safevlm.model.bases import load_base
 from safevlm.model.modeling import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE, SafeVLM
-from train.features import (
-    FeatureCache,
-    collate_lm,
-    lm_loss,
-    make_reader,
-    shuffled_batches,
-    split_examples,
-)
+from train.features import collate_lm, lm_loss, shuffled_batches, split_examples
 from train.loop import (
     StageConfig,
     StageError,
@@ -105,8 +98,7 @@ def run(config: Stage2Config) -> Path:
     model = SafeVLM.from_pretrained(base, init, load_adapter=False)
     model.requires_grad_(False)
     limit = 16 if config.smoke else config.limit
-    examples = split_examples(model, data, "train", FeatureCache.for_model(data, model), make_reader(model),
-                              limit, config.seed)
+    examples = split_examples(model, data, "train", limit=limit, seed=config.seed)
     rng = random.Random(config.seed)
     risky = [e for e in examples if e.type_index != model.taxonomy.safe_index]
     clean = [e for e in examples if e.type_index == model.taxonomy.safe_index]

@@ -25,13 +25,27 @@ def checkpoint_taxonomy(checkpoint: str | None):
     return Taxonomy.from_dict(taxonomy, source=str(config)) if taxonomy else load_taxonomy()
 
 
+def _check_db(args) -> None:
+    if not Path(args.db).is_file():
+        raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")
+
+
+def _command(commands, name: str, func, what: str, help: str, description: str):
+    """One `safevlm feedback NAME` parser with --db and --checkpoint (every feedback command
+    reads the log for one checkpoint's taxonomy)."""
+    p = commands.add_parser(name, help=help, description=description)
+    p.add_argument("--db", default="logs/safevlm.db", help="the app's SQLite log (default logs/safevlm.db)")
+    p.add_argument("--checkpoint", default=None, help=f"checkpoint whose {what} (default: assets/checkpoint)")
+    p.set_defaults(func=func)
+    return p
+
+
 def cmd_thresholds(args) -> int:
     from safevlm.feedback.labels import summary, threshold_policy, write_policy
     from safevlm.policy import Thresholds
     from safevlm.store import Store
 
-    if not Path(args.db).is_file():
-        raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")
+    _check_db(args)
     taxonomy = checkpoint_taxonomy(args.checkpoint)
     current = Thresholds.default(taxonomy)
     with Store(args.db) as store:
@@ -50,8 +64,7 @@ def cmd_queue(args) -> int:
     from safevlm.policy import Thresholds
     from safevlm.store import Store
 
-    if not Path(args.db).is_file():
-        raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")
+    _check_db(args)
     if args.limit < 1:
         raise CLIError("--limit must be >= 1")
     taxonomy = checkpoint_taxonomy(args.checkpoint)
@@ -77,8 +90,7 @@ def cmd_export(args) -> int:
     from safevlm.feedback.export import feedback_records, write_records
     from safevlm.store import Store
 
-    if not Path(args.db).is_file():
-        raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")
+    _check_db(args)
     taxonomy = checkpoint_taxonomy(args.checkpoint)
     with Store(args.db) as store:
         records, report = feedback_records(store, taxonomy)
@@ -102,8 +114,7 @@ def cmd_calibrate(args) -> int:
     from safevlm.feedback.calibration import calibrate_labels, plot_reliability
     from safevlm.store import Store
 
-    if not Path(args.db).is_file():
-        raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")
+    _check_db(args)
     taxonomy = checkpoint_taxonomy(args.checkpoint)
     with Store(args.db) as store:
         report = calibrate_labels(store.labelled_turns(), taxonomy)
@@ -121,51 +132,42 @@ def cmd_calibrate(args) -> int:
 
 def register_cli(sub) -> None:
     """Add `safevlm feedback ...` to the CLI's subparsers."""
-    p = sub.add_parser("feedback", help="turn the labels in the log into thresholds",
+    p = sub.add_parser("feedback", help="turn the labels in the log into thresholds, a queue, records",
                        description="Use what annotators labelled in the app's log.")
     commands = p.add_subparsers(dest="feedback_command", required=True)
-    t = commands.add_parser(
-        "thresholds", help="per-type curves and thresholds at a false-flag budget, from labelled turns",
-        description="Per risk type, precision, recall and false-flag rate of the logged probabilities "
-                    "on labelled turns over a threshold grid, and per-type thresholds that flag the "
-                    "most risky turns with at most --max-false-flags of safe ones flagged. Writes a "
-                    "policy file with --out (the app reads it from SAFEVLM_POLICY).")
-    t.add_argument("--db", default="logs/safevlm.db", help="the app's SQLite log (default logs/safevlm.db)")
-    t.add_argument("--checkpoint", default=None,
-                   help="checkpoint whose taxonomy and defaults apply (default: assets/checkpoint)")
+    t = _command(
+        commands, "thresholds", cmd_thresholds, "taxonomy and defaults apply",
+        help="per-type curves and thresholds at a false-flag budget, from labelled turns",
+        description="Per risk type, precision, recall and false-flag rate of the logged probabilities on "
+                    "labelled turns over a threshold grid, and per-type thresholds that flag the most risky "
+                    "turns with at most --max-false-flags of safe ones flagged. Writes a policy file with "
+                    "--out (the app reads it from SAFEVLM_POLICY).")
     t.add_argument("--max-false-flags", type=float, default=0.03,
                    help="share of safe labelled turns that may be flagged (default 0.03)")
     t.add_argument("--out", default=None, metavar="policy.json", help="write the policy file here")
-    t.set_defaults(func=cmd_thresholds)
-    q = commands.add_parser(
-        "queue", help="unlabelled turns, the ones whose label would help most first",
-        description="Ranks unlabelled turns by how much a label would help: the head's uncertainty "
-                    "(entropy of its type probabilities), closeness to a threshold of the checkpoint's "
-                    "policy, and visitor disagreement (more thumbs down than up); one sign each in [0, 1].")
-    q.add_argument("--db", default="logs/safevlm.db", help="the app's SQLite log (default logs/safevlm.db)")
-    q.add_argument("--checkpoint", default=None, help="checkpoint whose thresholds apply (default: assets/checkpoint)")
+    q = _command(
+        commands, "queue", cmd_queue, "thresholds apply",
+        help="unlabelled turns, the ones whose label would help most first",
+        description="Ranks unlabelled turns by how much a label would help: the head's uncertainty (entropy "
+                    "of its type probabilities), closeness to a threshold of the checkpoint's policy, and "
+                    "visitor disagreement (more thumbs down than up); one sign each in [0, 1].")
     q.add_argument("--limit", type=int, default=20, help="turns to print (default 20)")
     q.add_argument("--pool", type=int, default=2000, help="newest unlabelled turns ranked (default 2000)")
     q.add_argument("--json", action="store_true", help="one JSON object per line")
-    q.set_defaults(func=cmd_queue)
-    e = commands.add_parser(
-        "export", help="labelled turns as training records, conflicts resolved, agreement reported",
-        description="Writes labelled turns as training-schema JSONL: one record per image and prompt, "
-                    "its type the majority of its labels (ties: the most recent), the target answer a "
-                    "project-written refusal for risky labels or a logged answer rated 4-5 for safe ones "
-                    "(else none: the record trains the safety head only). Prints annotator agreement "
-                    "(percent and Cohen's kappa per type) over turns two annotators labelled.")
-    e.add_argument("--db", default="logs/safevlm.db", help="the app's SQLite log (default logs/safevlm.db)")
-    e.add_argument("--checkpoint", default=None, help="checkpoint whose taxonomy applies (default: assets/checkpoint)")
+    e = _command(
+        commands, "export", cmd_export, "taxonomy applies",
+        help="labelled turns as training records, conflicts resolved, agreement reported",
+        description="Writes labelled turns as training-schema JSONL: one record per image and prompt, its "
+                    "type the majority of its labels (ties: the most recent), the target a project-written "
+                    "refusal for risky labels or a logged answer rated 4-5 for safe ones (else none: the "
+                    "record trains the safety head only). Prints annotator agreement (percent and Cohen's "
+                    "kappa per type) over turns two annotators labelled.")
     e.add_argument("--out", required=True, metavar="FILE.jsonl", help="where to write the records")
     e.add_argument("--report", default=None, metavar="FILE.json", help="also write the full report here")
-    e.set_defaults(func=cmd_export)
-    c = commands.add_parser(
-        "calibrate", help="temperature scaling fitted on labelled turns, ECE before/after, reliability plot",
+    c = _command(
+        commands, "calibrate", cmd_calibrate, "taxonomy applies",
+        help="temperature scaling fitted on labelled turns, ECE before/after, reliability plot",
         description="Fits a temperature for the type and the level distributions on labelled turns (the "
-                    "factor on the checkpoint's own temperature), and writes calibration.json and "
+                    "factor on the checkpoint's own temperature) and writes calibration.json and "
                     "reliability.png (accuracy against confidence, before and after) into --out.")
-    c.add_argument("--db", default="logs/safevlm.db", help="the app's SQLite log (default logs/safevlm.db)")
-    c.add_argument("--checkpoint", default=None, help="checkpoint whose taxonomy applies (default: assets/checkpoint)")
     c.add_argument("--out", default="reports/calibration", help="report folder (default reports/calibration)")
-    c.set_defaults(func=cmd_calibrate)
