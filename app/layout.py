@@ -406,7 +406,7 @@ def annotate_tab(annotation: AnnotationHandlers) -> None:
         gr.Markdown("### Export")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=260):
-                export_jsonl_btn = gr.Button("Export JSONL (training records of labelled turns)")
+                export_jsonl_btn = gr.Button("Export JSONL (training records)")
                 gr.Markdown("One record per image and prompt: the majority label (ties: the newest); "
                             "risky labels get the project's refusal as the target, never the logged answer; "
                             "safe ones the logged answer only when rated 4-5.")

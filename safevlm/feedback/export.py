@@ -109,7 +109,7 @@ def feedback_records(store, taxonomy: Taxonomy) -> tuple[list[dict], dict]:
             good = max(rated, key=lambda t: t["id"]) if rated else None
             response, meta["target"] = (good["response"], "rated answer") if good else ("", "head-only")
         records.append({"image": newest_turn["image_path"], "prompt": newest_turn["prompt"], "response": response,
-                        "type": label_type, "level": level, "source": "feedback", "split": "train", "meta": meta})
+                        "type": label_type, "level": level, "source": "annotation", "split": "train", "meta": meta})
         by_annotator = {}
         for lab in sorted(labels, key=lambda lab: lab["created"]):
             by_annotator[lab["annotator"]] = lab["type"]
