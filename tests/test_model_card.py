@@ -49,3 +49,11 @@ def test_external_benchmarks_are_reported_with_their_sizes(tmp_path):
 def test_a_run_without_external_or_loso_reports_says_nothing_of_them(tmp_path):
     card = write_model_card(tmp_path / "data", tmp_path / "run", tmp_path / "CARD.md").read_text()
     assert "## External benchmarks" not in card and "## Leave-one-source-out" not in card
+
+
+def test_a_head_trained_on_train_and_val_says_so_and_which_numbers_are_the_first_heads(tmp_path):
+    write_stage1(tmp_path / "run", trained_on="train+val")
+    card = write_model_card(tmp_path / "data", tmp_path / "run", tmp_path / "CARD.md").read_text()
+    assert "trained anew on train+val" in card and "the val numbers above are the first head's" in card
+    write_stage1(tmp_path / "other", trained_on="train")
+    assert "train+val" not in write_model_card(tmp_path / "data", tmp_path / "other", tmp_path / "C2.md").read_text()

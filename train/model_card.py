@@ -271,6 +271,10 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         *([f"- Default thresholds calibrated on the val split (most risky recall with at most "
            f"{_pct(stage1['calibration'].get('max_false_flags'))} of safe inputs flagged): "
            f"{json.dumps(stage1['calibration'])}."] if stage1.get("calibration") else []),
+        *([f"- The shipped head was trained anew on train+val ({stage1.get('train_examples')} train examples "
+           "plus val) with the same settings, after the first head (trained on train only, kept in "
+           "`stage1/train_only`) had chosen the thresholds and temperatures on val; the val numbers above "
+           "are the first head's."] if stage1.get("trained_on") == "train+val" else []),
         ((f"- Safety tokens set 2 and the LoRA adapter were reused from `{stage2['reused_from']}` (a copy of "
          "the previously shipped checkpoint, same base): phase B and stage 2 were not rerun. Both meet only "
          "the frozen LLM, the hints and the refusal targets, never the safety head; `python -m train.recipe "
