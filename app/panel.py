@@ -1,9 +1,11 @@
-"""The safety panel as values: bar-plot frames, the decision badge and the details text,
-pure functions of a verdict and the taxonomy. Draws nothing itself (that is `layout`)."""
+"""The safety panel: bar-plot frames, the decision badge and the details text, pure
+functions of a verdict and the taxonomy, and the two bar plots both tabs draw from those
+frames (`type_plot`, `level_plot`). Places nothing on the page (that is `layout`)."""
 
 import html
 from collections.abc import Mapping, Sequence
 
+import gradio as gr
 import pandas as pd
 
 from safevlm.config import Mode
@@ -134,3 +136,22 @@ def details_markdown(update: ChatUpdate | None, taxonomy) -> str:
     if parts:
         lines.append("**Timings:** " + " · ".join(parts))
     return "\n\n".join(lines)
+
+
+def _bars(frame, x: str, color: str, title: str, sort: list, **options) -> gr.BarPlot:
+    """Probability bars on a 0..1 axis, one per row of `frame`, in `sort` order."""
+    return gr.BarPlot(frame, x=x, y="probability", color=color, y_lim=[0, 1], sort=sort, title=title,
+                      x_title=" ", show_label=False, **options)
+
+
+def type_plot(taxonomy, **options) -> gr.BarPlot:
+    """Bars of the risk type probabilities in taxonomy order, coloured by threshold status."""
+    return _bars(type_frame(taxonomy), "type", "status", "Risk type", list(taxonomy.type_labels),
+                 color_map=TYPE_STATUS_COLOURS, x_label_angle=-30, color_title=" ", **options)
+
+
+def level_plot(taxonomy, **options) -> gr.BarPlot:
+    """Bars of the risk level probabilities, one colour per level."""
+    colours = dict(zip(taxonomy.level_labels, LEVEL_COLOURS, strict=False))
+    return _bars(level_frame(taxonomy), "level", "level", "Risk level", list(taxonomy.level_labels),
+                 color_map=colours, colors_in_legend=[], **options)

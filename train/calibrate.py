@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
+from safevlm.feedback.calibration import TEMPERATURES
 from safevlm.feedback.thresholds import calibrate
 from safevlm.metrics import ece
 from safevlm.model.modeling import SafeVLM
@@ -29,7 +30,6 @@ from train.features import Example, head_logits, head_probabilities
 
 log = logging.getLogger(__name__)
 
-TEMPERATURES = tuple(round(0.25 * 1.06 ** i, 4) for i in range(0, 61))  # 0.25 .. ~8.2
 ECE_BINS = 15
 
 

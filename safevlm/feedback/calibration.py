@@ -14,7 +14,7 @@ from safevlm.feedback.labels import FeedbackError, truth
 from safevlm.metrics import ece
 from safevlm.taxonomy import Taxonomy
 
-TEMPERATURES = tuple(round(0.25 * 1.06 ** i, 4) for i in range(0, 61))  # 0.25 .. ~8.2 (as train.calibrate)
+TEMPERATURES = tuple(round(0.25 * 1.06 ** i, 4) for i in range(0, 61))  # 0.25 .. ~8.2; train.calibrate's too
 BINS = 10
 
 
