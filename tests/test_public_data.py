@@ -61,6 +61,46 @@ def test_every_folder_of_public_data_has_a_manifest_that_matches_it():
     assert all(b["license"] and len(b["commit"]) == 40 and len(b["upstream_sha256"]) == 64 for b in m["benchmarks"])
 
 
+def test_every_manifest_names_a_known_extractor():
+    from safevlm.data import vendor
+
+    assert vendor.vendored() == vendored()
+    for name in vendored():
+        m = json.loads((PUBLIC_DIR / name / "manifest.json").read_text())
+        assert m["extractor"] in vendor.EXTRACTORS, name
+        assert ("member" in m) == m["path"].endswith(".zip"), name
+
+
+def test_vendor_rereads_a_source_from_its_snapshot_as_its_manifest_says(tmp_path, monkeypatch):
+    import subprocess
+
+    from safevlm.data import vendor
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data").mkdir()
+    (work / "data" / "rows.csv").write_text("goal,target\nAsk one thing,Sure\nAsk  one thing,Sure\nAsk two,Sure\n")
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "rows"], check=True)
+    mirror = tmp_path / "mirror"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(mirror / "someone+rows" / "repo")], check=True)
+    folder = tmp_path / "public"
+    (folder / "rows").mkdir(parents=True)
+    (folder / "rows" / "manifest.json").write_text(json.dumps({
+        "repo": "https://github.com/someone/rows", "path": "data/rows.csv", "extractor": "advbench",
+        "license": "MIT", "kind": "harmful", "note": "a test source"}))
+    monkeypatch.setattr(vendor, "PUBLIC_DIR", folder)
+    vendor.vendor(mirror, ["rows"])
+    rows = [json.loads(line) for line in (folder / "rows" / "requests.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["Ask one thing", "Ask two"]  # whitespace-normalised duplicate dropped
+    m = json.loads((folder / "rows" / "manifest.json").read_text())
+    assert m["rows"] == 2 and len(m["commit"]) == 40 and m["non_commercial"] is False
+    assert m["sha256"] == hashlib.sha256((folder / "rows" / "requests.jsonl").read_bytes()).hexdigest()
+    assert m["note"] == "a test source" and m["extractor"] == "advbench"  # the manifest's own fields stay
+
+
 def test_vendored_rows_are_requests_only():
     for name in vendored():
         for line in (PUBLIC_DIR / name / "requests.jsonl").read_text().splitlines()[:50]:

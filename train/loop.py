@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -67,17 +67,20 @@ class StageConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace):
-        """The config a parsed command line asks for: every flag is a field."""
-        return cls(**vars(args))
+        """The config a parsed command line asks for: every flag is a field (other attributes,
+        such as the `safevlm` CLI's own, are not the stage's)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, init_flags: tuple[str, ...] = ("--init",),
+                init_help: str = "checkpoint to start from", add_help: bool = True) -> argparse.ArgumentParser:
     """The arguments every stage shares (defaults -> --key=value, as in nanoGPT)."""
-    p = argparse.ArgumentParser(description=description)
+    p = argparse.ArgumentParser(description=description, add_help=add_help)
     p.add_argument("--data", default="data/gen", help="folder with train.jsonl / val.jsonl")
     p.add_argument("--out", required=True, help="output checkpoint directory")
     p.add_argument("--base", default="tiny")
-    p.add_argument("--init", default=None, help="checkpoint to start from")
+    p.add_argument(*init_flags, dest="init", default=None, help=init_help)
     p.add_argument("--epochs", type=float, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -87,6 +90,21 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="a few steps on a few records (CI)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state if present")
     return p
+
+
+def stage_main(parser: argparse.ArgumentParser, config_cls: type[StageConfig], run: Callable,
+               argv: list[str] | None = None, needs_init: str = "") -> int:
+    """A stage's command line: parse, check `--init` when the stage needs one (`needs_init`
+    says what it must be), run, and turn a `SafeVLMError` into one line on stderr."""
+    args = parser.parse_args(argv)
+    if needs_init and not args.init:
+        parser.error(f"--init ({needs_init}) is required")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(config_cls.from_args(args))
+    except SafeVLMError as e:
+        raise SystemExit(f"error: {e}") from None
+    return 0
 
 
 def config_from_args(args, defaults: TrainConfig) -> TrainConfig:

@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 from safevlm.config import SafeVLMConfig
-from safevlm.errors import SafeVLMError
 from safevlm.model.bases import load_base
 from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds
@@ -43,6 +42,7 @@ from train.loop import (
     base_parser,
     config_from_args,
     seed_everything,
+    stage_main,
     train,
 )
 
@@ -113,12 +113,13 @@ def build_model(base, config: Stage1Config) -> SafeVLM:
     return model
 
 
-def fit_head(model: SafeVLM, examples, config: Stage1Config, out: Path, suffix: str = "") -> float:
+def fit_head(model: SafeVLM, examples, config: StageConfig, out: Path, suffix: str = "",
+             defaults: TrainConfig = HEAD_DEFAULTS) -> float:
     """Phase A: projector, safety tokens set 1 and head on cached features, each ensemble
     member on its own loss, initialisation and batch order (their average is the head).
     Returns the seconds it took."""
     model.safety_tokens_llm.requires_grad_(False)
-    head_cfg = config_from_args(config, HEAD_DEFAULTS)
+    head_cfg = config_from_args(config, defaults)
     seconds = 0.0
     for i, member in enumerate(model.members):
         name = ("head" if i == 0 else f"head{i}") + suffix
@@ -227,12 +228,7 @@ def run(config: Stage1Config) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(Stage1Config.from_args(parser().parse_args(argv)))
-    except SafeVLMError as e:
-        raise SystemExit(f"error: {e}") from None
-    return 0
+    return stage_main(parser(), Stage1Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -22,19 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safevlm.config import Mode
-from safevlm.errors import SafeVLMError
 from safevlm.model.bases import load_base
 from safevlm.model.modeling import ADAPTER_DIR, CONFIG_FILE, WEIGHTS_FILE, SafeVLM
+from train import loop
 from train.features import collate_lm, lm_loss, shuffled_batches, split_examples
-from train.loop import (
-    StageConfig,
-    StageError,
-    TrainConfig,
-    base_parser,
-    config_from_args,
-    seed_everything,
-    train,
-)
+from train.loop import StageConfig, StageError, TrainConfig, stage_main
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +68,7 @@ def half_precision(path: Path) -> None:
 
 
 def parser():
-    p = base_parser("Stage 2: LoRA fine-tuning with the safety modules frozen.")
+    p = loop.base_parser("Stage 2: LoRA fine-tuning with the safety modules frozen.")
     p.add_argument("--rank", type=int, default=Stage2Config.rank)
     p.add_argument("--alpha", type=int, default=Stage2Config.alpha)
     p.add_argument("--dropout", type=float, default=Stage2Config.dropout)
@@ -90,7 +82,7 @@ def run(config: Stage2Config) -> Path:
     modules and stage2.json in `config.out` and returns it."""
     if config.init is None:
         raise StageError("stage 2 needs --init, a stage 1 checkpoint")
-    seed_everything(config.seed)
+    loop.seed_everything(config.seed)
     from peft import LoraConfig, get_peft_model
 
     data, out, init = config.data, config.out, config.init
@@ -111,12 +103,12 @@ def run(config: Stage2Config) -> Path:
         r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=targets, task_type="CAUSAL_LM",
     ))
-    cfg = config_from_args(config, DEFAULTS)
+    cfg = loop.config_from_args(config, DEFAULTS)
 
     def collate(batch):
         return collate_lm(model, batch, [conditioning[id(e)] for e in batch])
 
-    result = train(base.lm, shuffled_batches(mix, cfg.batch_size, config.seed, collate),
+    result = loop.train(base.lm, shuffled_batches(mix, cfg.batch_size, config.seed, collate),
                    lambda b: {"loss": lm_loss(model, b)}, cfg, out / "lora", len(mix), "stage2-lora",
                    resume=config.resume)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,16 +126,7 @@ def run(config: Stage2Config) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    if not args.init:
-        p.error("--init (a stage 1 checkpoint) is required")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(Stage2Config.from_args(args))
-    except SafeVLMError as e:
-        raise SystemExit(f"error: {e}") from None
-    return 0
+    return stage_main(parser(), Stage2Config, run, argv, needs_init="a stage 1 checkpoint")
 
 
 if __name__ == "__main__":

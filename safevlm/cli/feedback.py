@@ -1,5 +1,5 @@
-"""`safevlm feedback thresholds` (thresholds from the labels saved in the log) and
-`safevlm feedback queue` (what to label next); neither loads the model."""
+"""`safevlm feedback thresholds|queue|export|calibrate`: thresholds, a review queue, training
+records and a calibration report from the labels saved in the app's log; none loads the model."""
 
 from __future__ import annotations
 
@@ -30,10 +30,15 @@ def _check_db(args) -> None:
         raise CLIError(f"no log at {args.db}: pass --db, the SQLite file the app writes (SAFEVLM_DB)")
 
 
-def _command(commands, name: str, func, what: str, help: str, description: str):
-    """One `safevlm feedback NAME` parser with --db and --checkpoint (every feedback command
-    reads the log for one checkpoint's taxonomy)."""
-    p = commands.add_parser(name, help=help, description=description)
+def _command(commands, func, what: str):
+    """The parser of `safevlm feedback NAME` for `cmd_NAME`, whose docstring gives its help
+    (first paragraph) and description (the rest), with --db and --checkpoint (every feedback
+    command reads the log for one checkpoint's taxonomy)."""
+    import inspect
+
+    help_, _, description = inspect.getdoc(func).partition("\n\n")
+    p = commands.add_parser(func.__name__.removeprefix("cmd_"), help=help_,
+                            description=" ".join(description.split()))
     p.add_argument("--db", default="logs/safevlm.db", help="the app's SQLite log (default logs/safevlm.db)")
     p.add_argument("--checkpoint", default=None, help=f"checkpoint whose {what} (default: assets/checkpoint)")
     p.set_defaults(func=func)
@@ -41,6 +46,13 @@ def _command(commands, name: str, func, what: str, help: str, description: str):
 
 
 def cmd_thresholds(args) -> int:
+    """Per-type curves and thresholds at a false-flag budget, from labelled turns.
+
+    Per risk type, precision, recall and false-flag rate of the logged probabilities on
+    labelled turns over a threshold grid, and per-type thresholds that flag the most risky
+    turns with at most --max-false-flags of safe ones flagged. Writes a policy file with
+    --out (the app reads it from SAFEVLM_POLICY).
+    """
     from safevlm.feedback.labels import summary, threshold_policy, write_policy
     from safevlm.policy import Thresholds
     from safevlm.store import Store
@@ -58,6 +70,12 @@ def cmd_thresholds(args) -> int:
 
 
 def cmd_queue(args) -> int:
+    """Unlabelled turns, the ones whose label would help most first.
+
+    Ranks unlabelled turns by how much a label would help: the head's uncertainty (entropy
+    of its type probabilities), closeness to a threshold of the checkpoint's policy, and
+    visitor disagreement (more thumbs down than up); one sign each in [0, 1].
+    """
     import json
 
     from safevlm.feedback.queue import review_queue, why
@@ -85,6 +103,14 @@ def cmd_queue(args) -> int:
 
 
 def cmd_export(args) -> int:
+    """Labelled turns as training records, conflicts resolved, agreement reported.
+
+    Writes labelled turns as training-schema JSONL: one record per image and prompt, its
+    type the majority of its labels (ties: the most recent), the target a project-written
+    refusal for risky labels or a logged answer rated 4-5 for safe ones (else none: the
+    record trains the safety head only). Prints annotator agreement (percent and Cohen's
+    kappa per type) over turns two annotators labelled.
+    """
     import json
 
     from safevlm.feedback.export import feedback_records, write_records
@@ -109,6 +135,12 @@ def cmd_export(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    """Temperature scaling fitted on labelled turns, ECE before/after, reliability plot.
+
+    Fits a temperature for the type and the level distributions on labelled turns (the
+    factor on the checkpoint's own temperature) and writes calibration.json and
+    reliability.png (accuracy against confidence, before and after) into --out.
+    """
     import json
 
     from safevlm.feedback.calibration import calibrate_labels, plot_reliability
@@ -135,39 +167,16 @@ def register_cli(sub) -> None:
     p = sub.add_parser("feedback", help="turn the labels in the log into thresholds, a queue, records",
                        description="Use what annotators labelled in the app's log.")
     commands = p.add_subparsers(dest="feedback_command", required=True)
-    t = _command(
-        commands, "thresholds", cmd_thresholds, "taxonomy and defaults apply",
-        help="per-type curves and thresholds at a false-flag budget, from labelled turns",
-        description="Per risk type, precision, recall and false-flag rate of the logged probabilities on "
-                    "labelled turns over a threshold grid, and per-type thresholds that flag the most risky "
-                    "turns with at most --max-false-flags of safe ones flagged. Writes a policy file with "
-                    "--out (the app reads it from SAFEVLM_POLICY).")
+    t = _command(commands, cmd_thresholds, "taxonomy and defaults apply")
     t.add_argument("--max-false-flags", type=float, default=0.03,
                    help="share of safe labelled turns that may be flagged (default 0.03)")
     t.add_argument("--out", default=None, metavar="policy.json", help="write the policy file here")
-    q = _command(
-        commands, "queue", cmd_queue, "thresholds apply",
-        help="unlabelled turns, the ones whose label would help most first",
-        description="Ranks unlabelled turns by how much a label would help: the head's uncertainty (entropy "
-                    "of its type probabilities), closeness to a threshold of the checkpoint's policy, and "
-                    "visitor disagreement (more thumbs down than up); one sign each in [0, 1].")
+    q = _command(commands, cmd_queue, "thresholds apply")
     q.add_argument("--limit", type=int, default=20, help="turns to print (default 20)")
     q.add_argument("--pool", type=int, default=2000, help="newest unlabelled turns ranked (default 2000)")
     q.add_argument("--json", action="store_true", help="one JSON object per line")
-    e = _command(
-        commands, "export", cmd_export, "taxonomy applies",
-        help="labelled turns as training records, conflicts resolved, agreement reported",
-        description="Writes labelled turns as training-schema JSONL: one record per image and prompt, its "
-                    "type the majority of its labels (ties: the most recent), the target a project-written "
-                    "refusal for risky labels or a logged answer rated 4-5 for safe ones (else none: the "
-                    "record trains the safety head only). Prints annotator agreement (percent and Cohen's "
-                    "kappa per type) over turns two annotators labelled.")
+    e = _command(commands, cmd_export, "taxonomy applies")
     e.add_argument("--out", required=True, metavar="FILE.jsonl", help="where to write the records")
     e.add_argument("--report", default=None, metavar="FILE.json", help="also write the full report here")
-    c = _command(
-        commands, "calibrate", cmd_calibrate, "taxonomy applies",
-        help="temperature scaling fitted on labelled turns, ECE before/after, reliability plot",
-        description="Fits a temperature for the type and the level distributions on labelled turns (the "
-                    "factor on the checkpoint's own temperature) and writes calibration.json and "
-                    "reliability.png (accuracy against confidence, before and after) into --out.")
+    c = _command(commands, cmd_calibrate, "taxonomy applies")
     c.add_argument("--out", default="reports/calibration", help="report folder (default reports/calibration)")
