@@ -103,6 +103,31 @@ def test_no_usable_labels_is_one_line_and_leaves_the_policy_file_alone(tmp_path,
     assert "no log at" in capsys.readouterr().err and not (tmp_path / "none.db").exists()
 
 
+def test_a_type_no_label_shows_keeps_its_threshold():
+    from safevlm.feedback.thresholds import suggest_thresholds
+
+    tax = load_taxonomy()
+    current = Thresholds.default(tax).with_overrides({t: 0.4 for t in tax.risk_types}, tax)
+
+    def probs(illegal, privacy=0.0):
+        row = dict.fromkeys(tax.types, 0.0)
+        row.update(illegal_risk=illegal, privacy=privacy, safe=1 - illegal - privacy)
+        return row, [0.0, 0.0, 0.0, 1.0]
+
+    rows = [probs(0.3), probs(0.35), probs(0.1), probs(0.05)]
+    truths = ["illegal_risk", "illegal_risk", "safe", "safe"]
+    suggested, report = suggest_thresholds(rows, truths, tax, current, max_false_flags=0.0)
+    assert suggested.types["illegal_risk"] == 0.3  # placed by the labels: both caught, no false flag
+    assert all(suggested.types[t] == 0.4 for t in tax.risk_types if t != "illegal_risk")
+    assert "privacy" in report["kept_without_labels"] and "illegal_risk" not in report["kept_without_labels"]
+    # a kept type's false flags count against the budget: here they use it all up
+    rows.append(probs(0.0, privacy=0.5))
+    truths.append("safe")
+    suggested, report = suggest_thresholds(rows, truths, tax, current, max_false_flags=0.25)
+    assert suggested.types["privacy"] == 0.4 and report["safe_flagged"] == pytest.approx(1 / 3)
+    assert suggested.types["illegal_risk"] == 0.95
+
+
 def test_only_one_kind_of_label_cannot_place_a_threshold(tmp_path):
     with Store(tmp_path / "log.db") as store:
         for _ in range(3):
@@ -141,7 +166,7 @@ def test_a_bad_policy_file_is_one_clear_error_naming_the_file(tmp_path, content,
 
 def test_the_app_starts_from_safevlm_policy_and_refuses_a_bad_one(tmp_path, tiny_engine):
     from app.about import about_markdown
-    from app.app import use_policy
+    from app.checkpoints import use_policy
     from app.settings import AppSettings
 
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"

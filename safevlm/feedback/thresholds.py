@@ -111,14 +111,19 @@ def suggest_thresholds(probs: Probs, truths: Sequence[str], taxonomy: Taxonomy, 
     """Per-type thresholds (level and responses kept from `current`) that flag as many
     risky inputs as possible while at most `max_false_flags` of the safe ones are flagged.
     Greedy: from the top of the grid, repeatedly move the one type threshold down to the
-    value that flags the most new risky inputs per new false flag, while the budget holds."""
+    value that flags the most new risky inputs per new false flag, while the budget holds.
+    A type no labelled risky input has keeps its current threshold: labels that never show
+    it say nothing about where it should be."""
     safe = [i for i, t in enumerate(truths) if t == taxonomy.safe_type]
     risky = [i for i, t in enumerate(truths) if t != taxonomy.safe_type]
-    steps = {name: len(GRID) - 1 for name in taxonomy.risk_types}  # index into GRID
+    seen = {truths[i] for i in risky}
+    steps = {name: len(GRID) - 1 for name in taxonomy.risk_types if name in seen}  # index into GRID
+    kept = {name: current.types.get(name, 0.5) for name in taxonomy.risk_types if name not in seen}
 
     def flagged(i: int, at: Mapping[str, int]) -> bool:
         tp, lp = probs[i]
-        return _level_ok(lp, current.level) and any(tp.get(n, 0.0) >= GRID[k] for n, k in at.items())
+        return _level_ok(lp, current.level) and (any(tp.get(n, 0.0) >= GRID[k] for n, k in at.items())
+                                                 or any(tp.get(n, 0.0) >= v for n, v in kept.items()))
 
     def counts(at: Mapping[str, int]) -> tuple[int, int]:
         return sum(flagged(i, at) for i in risky), sum(flagged(i, at) for i in safe)
@@ -141,9 +146,10 @@ def suggest_thresholds(probs: Probs, truths: Sequence[str], taxonomy: Taxonomy, 
         if best is None:
             break
         _, steps, hits, false = best
-    thresholds = Thresholds({n: GRID[k] for n, k in steps.items()}, current.level, dict(current.responses),
-                            current.review)
+    thresholds = Thresholds({n: GRID[steps[n]] if n in steps else kept[n] for n in taxonomy.risk_types},
+                            current.level, dict(current.responses), current.review)
     report = {"labelled": len(truths), "risky": len(risky), "safe": len(safe), "max_false_flags": max_false_flags,
+              "kept_without_labels": sorted(kept),
               "risky_flagged": hits / len(risky) if risky else None,
               "safe_flagged": false / len(safe) if safe else None}
     return thresholds, report
