@@ -8,7 +8,8 @@ from app.settings import AppSettings
 from safevlm.engine import ChatEngine
 
 
-def about_markdown(engine: ChatEngine, settings: AppSettings, logging_on: bool) -> str:
+def about_markdown(engine: ChatEngine, settings: AppSettings, logging_on: bool, registry=None) -> str:
+    """`registry`: the checkpoint registry the app follows (SAFEVLM_CHECKPOINT), if any."""
     about, taxonomy = engine.describe(), engine.taxonomy
     defaults = engine.default_thresholds()
     rows = "\n".join(
@@ -40,10 +41,12 @@ def about_markdown(engine: ChatEngine, settings: AppSettings, logging_on: bool) 
             "starts a new chat."
         )
     config = json.dumps(about.get("config", {}), indent=1)
+    registry_note = (f" (promoted in the registry `{registry.root}`; the app switches when another "
+                     "checkpoint is promoted)" if registry is not None else "")
     policy_note = (f"Default thresholds come from the policy file `{settings.policy}` (`SAFEVLM_POLICY`), "
                    "not the checkpoint's calibration.\n" if settings.policy else "")
     return f"""
-**Base:** `{about.get("base")}` · **Safety checkpoint:** `{about.get("checkpoint")}` ·
+**Base:** `{about.get("base")}` · **Safety checkpoint:** `{about.get("checkpoint")}`{registry_note} ·
 **Text reader (OCR):** {"on" if about.get("reader") else "off"} · **Default mode:** `{about.get("default_mode")}` ·
 **Max new tokens:** {settings.max_new_tokens}
 

@@ -4,12 +4,14 @@ minutes (`served`). No components (`layout`), no SQL (`store`)."""
 
 import hmac
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from app.checkpoints import EngineSlot
 from app.errors import shown
 from app.panel import level_frame, quote, type_frame
 from app.served import AnnotationFiles
@@ -40,21 +42,22 @@ TURN_COLUMNS = [
 QUEUE_POOL = 2000  # newest unlabelled turns ranked for "most useful first"
 
 
+@dataclass
 class AnnotationHandlers:
     """The Annotate tab's callbacks over one store; the engine only lends its taxonomy and
     threshold parsing."""
 
-    def __init__(
-        self,
-        engine: ChatEngine,
-        store: Store,
-        settings: AppSettings,
-        files: AnnotationFiles | None = None,
-    ):
-        self.engine = engine
-        self.store = store
-        self.settings = settings
-        self.files = files or AnnotationFiles()
+    slot: EngineSlot
+    store: Store
+    settings: AppSettings
+    files: AnnotationFiles = field(default_factory=AnnotationFiles)
+
+    def __post_init__(self):
+        self.slot = EngineSlot.wrap(self.slot)
+
+    @property
+    def engine(self) -> ChatEngine:
+        return self.slot.engine
 
     @property
     def taxonomy(self):

@@ -14,6 +14,7 @@ from gradio.utils import get_upload_folder, is_in_or_equal
 
 from app.chat import file_path, generation_settings
 from app.chatlog import ChatLog
+from app.checkpoints import EngineSlot
 from app.errors import USER_ERRORS, shown
 from app.safety_settings import check_mode
 from app.served import UPLOADS
@@ -37,11 +38,18 @@ class RequestError(UserError, ValueError):
 class ChatApi:
     """The /chat and /delete handlers, bound to one engine, the model thread and the chat log."""
 
-    engine: ChatEngine
+    slot: EngineSlot
     worker: ModelWorker
     chatlog: ChatLog
     settings: AppSettings
     default_mode: str
+
+    def __post_init__(self):
+        self.slot = EngineSlot.wrap(self.slot)
+
+    @property
+    def engine(self) -> ChatEngine:
+        return self.slot.engine
 
     def chat(
         self, image: Any, prompt: Any, mode: Any = "", thresholds: Any = "", log: Any = True
@@ -72,6 +80,7 @@ class ChatApi:
         _check_type("mode", mode, str, 'a string: hint, tokens, both, off or ""')
         _check_type("thresholds", thresholds, str, 'a JSON string such as {"level": 0.4}, or ""')
         _check_type("log", log_this, bool, "true or false")
+        self.slot.refresh()
         loaded = load_image(uploaded_path(image)) if image else None
         prompt = clean_prompt(prompt)
         parsed = self.engine.thresholds(parse_thresholds(thresholds))

@@ -21,6 +21,7 @@ if __package__ in (
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
+from app.checkpoints import use_policy  # noqa: E402
 from app.handlers import Handlers  # noqa: E402
 from app.layout import CSS, build_layout  # noqa: E402
 from app.served import UPLOADS, CountUploads  # noqa: E402
@@ -28,7 +29,6 @@ from app.settings import EXAMPLES_DIR, AppSettings  # noqa: E402
 from safevlm.engine import ChatEngine  # noqa: E402
 from safevlm.model.bases import BaseError  # noqa: E402
 from safevlm.model.modeling import CheckpointError  # noqa: E402
-from safevlm.policy import ThresholdError, load_policy  # noqa: E402
 from safevlm.store import Store, StoreError  # noqa: E402
 
 if TYPE_CHECKING:
@@ -65,18 +65,6 @@ def launch_options(settings: AppSettings) -> dict:
         # counts uploads, so an API call deletes an upload only when no other call needs it
         "app_kwargs": {"middleware": [Middleware(CountUploads, claims=UPLOADS)]},
     }
-
-
-def use_policy(engine: ChatEngine, settings: AppSettings) -> None:
-    """Start new sessions from SAFEVLM_POLICY's thresholds (a file `safevlm feedback
-    thresholds --out` wrote); exits with one line when the file cannot be used."""
-    if not settings.policy:
-        return
-    try:
-        engine.use_policy(load_policy(settings.policy, engine.taxonomy))
-    except ThresholdError as error:
-        sys.exit(f"safevlm app: SAFEVLM_POLICY: {error}")
-    log.info("default thresholds from the policy file %s", settings.policy)
 
 
 def open_log(settings: AppSettings, hf_api=None) -> tuple[Store, "LogSync | None"]:

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from app.chatlog import ChatLog
+from app.checkpoints import EngineSlot
 from app.errors import USER_ERRORS, one_line, shown
 from app.panel import badge_html, details_markdown, level_frame, type_frame
 from app.safety_settings import check_mode, preview_html, thresholds_from_values, thresholds_note
@@ -57,19 +58,23 @@ class ChatTurns:
 
     def __init__(
         self,
-        engine: ChatEngine,
+        engine: "ChatEngine | EngineSlot",
         worker: ModelWorker,
         chatlog: ChatLog,
         settings: AppSettings,
         default_mode: str,
     ):
-        self.engine = engine
+        self.slot = EngineSlot.wrap(engine)
         self.worker = worker
         self.chatlog = chatlog
         self.settings = settings
         self.default_mode = default_mode
         self._stops: dict[str, TurnStop] = {}
         self._stops_lock = threading.Lock()
+
+    @property
+    def engine(self) -> ChatEngine:
+        return self.slot.engine
 
     @property
     def taxonomy(self):
@@ -81,6 +86,7 @@ class ChatTurns:
         """One chat turn from the input box: validate, then stream the verdict and the answer.
         A new image starts a new conversation about it. Errors a person can fix raise
         gr.Error with one line before anything changes (and nothing is logged)."""
+        self.slot.refresh()  # a newly promoted checkpoint answers from this turn on
         message = message if isinstance(message, Mapping) else {}
         files = list(message.get("files") or [])
         session = session or ChatSession()

@@ -4,8 +4,10 @@ opt-out and deletion (with the files it uploaded), and feedback on answers. Runs
 
 import logging
 import secrets
+from dataclasses import dataclass, field
 from typing import Any
 
+from app.checkpoints import EngineSlot
 from app.errors import one_line, shown
 from app.served import AnnotationFiles, remove_upload
 from app.session import ChatSession
@@ -18,22 +20,23 @@ from safevlm.store import Store, StoreError
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class ChatLog:
-    """Logging of chat turns into one store, tagged with the engine's base and checkpoint."""
+    """Logging of chat turns into one store, tagged with the engine's base and checkpoint
+    (the one in use when the turn ran: `slot` may switch to a promoted checkpoint)."""
 
-    def __init__(
-        self,
-        engine: ChatEngine,
-        store: Store,
-        settings: AppSettings,
-        base_id: str,
-        annotation_files: AnnotationFiles | None = None,
-    ):
-        self.engine = engine
-        self.store = store
-        self.settings = settings
-        self.base_id = base_id
-        self.annotation_files = annotation_files or AnnotationFiles()
+    slot: EngineSlot
+    store: Store
+    settings: AppSettings
+    base_id: str
+    annotation_files: AnnotationFiles = field(default_factory=AnnotationFiles)
+
+    def __post_init__(self):
+        self.slot = EngineSlot.wrap(self.slot)
+
+    @property
+    def engine(self) -> ChatEngine:
+        return self.slot.engine
 
     # --- turns -----------------------------------------------------------------------------
 

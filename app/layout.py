@@ -50,6 +50,16 @@ def _gpu() -> Callable:
     return spaces.GPU
 
 
+def about_text(handlers: Handlers) -> str:
+    return about_markdown(handlers.engine, handlers.settings, handlers.store.enabled, handlers.slot.registry)
+
+
+def page_load(handlers: Handlers) -> tuple:
+    """A new page: the promoted checkpoint if it changed, its default thresholds and About text."""
+    handlers.slot.refresh()
+    return (*default_values(handlers.engine), about_text(handlers))
+
+
 def build_layout(handlers: Handlers) -> gr.Blocks:
     taxonomy = handlers.taxonomy
     gpu = _gpu()
@@ -135,9 +145,7 @@ def build_layout(handlers: Handlers) -> gr.Blocks:
                             preview = gr.HTML("", padding=False, elem_id="safevlm-preview")
                             reset_btn = gr.Button("Reset safety settings", size="sm")
                 with gr.Accordion("About this model", open=False):
-                    gr.Markdown(
-                        about_markdown(handlers.engine, handlers.settings, handlers.store.enabled)
-                    )
+                    about = gr.Markdown(about_text(handlers))
             with gr.Tab("Annotate", id="annotate"):
                 annotate_tab(handlers.annotation, LOOKUP)
 
@@ -188,8 +196,9 @@ def build_layout(handlers: Handlers) -> gr.Blocks:
                 preview_decision, [session, *sliders], preview, trigger_mode="always_last", **QUICK
             )
         reset_btn.click(lambda: default_values(handlers.engine), None, sliders, **QUICK)
-        # a page opened after "Apply to new chats" (Annotate tab) starts from the applied thresholds
-        demo.load(lambda: default_values(handlers.engine), None, sliders, **QUICK)
+        # a page opened after "Apply to new chats" (Annotate tab) starts from the applied
+        # thresholds, and after a promotion in the registry from the promoted checkpoint
+        demo.load(lambda: page_load(handlers), None, [*sliders, about], **QUICK)
 
         # --- the public API ---------------------------------------------------------------
         gr.api(

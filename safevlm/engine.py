@@ -26,6 +26,7 @@ from safevlm.model.bases import Base, load_base
 from safevlm.model.modeling import GenerationSettings, ImageFeatures, SafeVLM
 from safevlm.model.reader import Reader
 from safevlm.policy import Decision, Thresholds, decide
+from safevlm.registry import Registry, checkpoint_label
 from safevlm.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -131,14 +132,17 @@ class ChatEngine:
     @classmethod
     def load(cls, base: str | Base = "tiny", checkpoint: str | Path | None = None,
              config: SafeVLMConfig | None = None, **base_kwargs) -> ChatEngine:
-        """`checkpoint`: a directory from training; None uses assets/checkpoint when it
-        exists and otherwise untrained (seeded) safety modules."""
+        """`checkpoint`: a directory from training, or a checkpoint registry (its promoted
+        checkpoint); None uses assets/checkpoint when it exists and otherwise untrained
+        (seeded) safety modules. The checkpoint id is its registry id, else its path."""
+        if checkpoint is not None and Registry.is_registry(checkpoint):
+            checkpoint = Registry(checkpoint).promoted_path()
         base_obj = base if isinstance(base, Base) else load_base(base, **base_kwargs)
         if checkpoint is None and DEFAULT_CHECKPOINT.exists() and base_obj.name == "tiny":
             checkpoint = DEFAULT_CHECKPOINT
         if checkpoint is not None:
             model = SafeVLM.from_pretrained(base_obj, checkpoint)
-            checkpoint_id = str(checkpoint)
+            checkpoint_id = checkpoint_label(checkpoint)
         else:
             log.warning("no safety checkpoint: the safety modules are untrained")
             torch.manual_seed(0)

@@ -177,9 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable]:
-    """Commands with a module of their own in this package (eval, scan, bench, feedback)."""
-    return [__import__(module, fromlist=["register_cli"]).register_cli
-            for module in ("safevlm.cli.eval", "safevlm.cli.scan", "safevlm.cli.bench", "safevlm.cli.feedback")]
+    """Commands with a module of their own in this package (eval, scan, bench, feedback), then
+    those other installed packages plug in through the `safevlm.commands` entry point group
+    (`retrain`, from the project's `train` package, which the library never imports)."""
+    from importlib.metadata import entry_points
+
+    own = [__import__(module, fromlist=["register_cli"]).register_cli
+           for module in ("safevlm.cli.eval", "safevlm.cli.scan", "safevlm.cli.bench", "safevlm.cli.feedback")]
+    return own + [ep.load() for ep in sorted(entry_points(group="safevlm.commands"), key=lambda ep: ep.name)]
 
 
 def main(argv: list[str] | None = None) -> int:
