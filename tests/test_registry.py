@@ -82,3 +82,30 @@ def test_the_gate_refuses_without_held_out_feedback():
     before = {"fixed": rates(0.8, 0.03, 0.1), "held_out": empty}
     verdict = gate(before, {"fixed": rates(0.8, 0.03, 0.1), "held_out": empty}, 0.02, 0.01)
     assert not verdict["promote"] and any("no held-out feedback" in r for r in verdict["failed"])
+
+
+def test_retrain_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path, capsys):
+    from safevlm.cli import main as cli_main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.jsonl", "val.jsonl"):
+        (data / name).write_text("")
+    registry = tmp_path / "checkpoints"
+
+    def retrain(feedback, out="r1", data_dir=data):
+        code = cli_main(["retrain", "--feedback", str(feedback), "--out", str(registry / out),
+                         "--data", str(data_dir)])
+        return code, capsys.readouterr().err.strip().splitlines()
+
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(json.dumps({"image": "missing.png", "prompt": "p", "response": "", "type": "nonsense",
+                                   "level": 1, "source": "annotation", "split": "train"}) + "\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    for feedback, expected in ((unknown, "nonsense"), (empty, "no records"), (tmp_path / "absent.jsonl", "absent")):
+        code, err = retrain(feedback)
+        assert code != 0 and len(err) == 1 and expected in err[0], err
+    code, err = retrain(empty, data_dir=tmp_path / "nowhere")
+    assert code != 0 and "has no train.jsonl or val.jsonl" in err[0]
+    assert not registry.exists()  # nothing was written: no registry, no baseline copy

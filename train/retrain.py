@@ -147,11 +147,16 @@ def data_hash(feedback: Path, config: RetrainConfig) -> str:
 
 
 def starting_point(config: RetrainConfig, registry: Registry) -> Path:
-    """`--from`, else the registry's promoted checkpoint, else the shipped one; the first
-    retrain into a registry copies it in and promotes the copy."""
+    """`--from`, else the registry's promoted checkpoint, else the shipped one."""
     parent = config.init or (registry.promoted_path() if Registry.is_registry(registry.root) else SHIPPED)
     if not (parent / CONFIG_FILE).is_file():
         raise StageError(f"{parent}: no checkpoint to start from; pass --from CHECKPOINT")
+    return parent
+
+
+def enter_registry(parent: Path, registry: Registry) -> Path:
+    """The first retrain into a registry copies its starting checkpoint in and promotes the
+    copy, so that the registry always names a checkpoint in use; later ones start inside."""
     if Registry.is_registry(registry.root):
         return parent
     baseline = registry.path(f"baseline-{Path(parent).resolve().name}")
@@ -164,13 +169,18 @@ def starting_point(config: RetrainConfig, registry: Registry) -> Path:
     return baseline
 
 
-def feedback_examples(model: SafeVLM, config: RetrainConfig, reader):
+def read_feedback(config: RetrainConfig, taxonomy) -> list:
+    """The feedback records, checked (types, levels, images) before anything is written."""
     try:
-        records = read_jsonl(config.feedback, model.taxonomy)
+        records = read_jsonl(config.feedback, taxonomy)
     except (DataError, OSError) as e:
         raise StageError(f"--feedback: {e}") from None
     if not records:
         raise StageError(f"{config.feedback}: no records (export labelled turns with `safevlm feedback export`)")
+    return records
+
+
+def feedback_examples(model: SafeVLM, records: list, config: RetrainConfig, reader):
     cache = features.FeatureCache.for_model(config.feedback.parent, model)
     examples = features.build_examples(model, records, cache, reader, desc="feedback")
     parts = {"fit": [], "held_out": []}
@@ -207,21 +217,27 @@ def run(config: RetrainConfig) -> Path:
         raise StageError(f"{out} is already a registered checkpoint; pass a new --out")
     if out.exists() and any(out.iterdir()):
         raise StageError(f"{out} exists and is not empty; pass a new --out")
+    missing = [f for f in ("train.jsonl", "val.jsonl") if not (config.data / f).is_file()]
+    if missing:
+        raise StageError(f"--data {config.data} has no {' or '.join(missing)} (replay and the gate's fixed set "
+                         "come from it): generate the data first (`make data`) or pass its folder")
     loop.seed_everything(config.seed)
     parent = starting_point(config, registry)
     base = load_base(config.base)
     model = SafeVLM.from_pretrained(base, parent, load_adapter=False)
+    records = read_feedback(config, model.taxonomy)
+    parent = enter_registry(parent, registry)
     thresholds = Thresholds.default(model.taxonomy)
     reader = features.make_reader(model)
-    fit, held_out = feedback_examples(model, config, reader)
+    fit, held_out = feedback_examples(model, records, config, reader)
     if not fit:
         raise StageError(f"{config.feedback}: every record fell in the held-out part; lower --holdout")
     small = config.smoke
     val = features.split_examples(model, config.data, "val", reader=reader, limit=16 if small else config.eval_limit,
-                                  seed=config.seed) if (config.data / "val.jsonl").exists() else []
+                                  seed=config.seed)
     calibration, fixed = halves(val)
-    replay = features.split_examples(model, config.data, "train", reader=reader, limit=16 if small else config.replay,
-                            seed=config.seed) if (config.data / "train.jsonl").exists() else []
+    replay = features.split_examples(model, config.data, "train", reader=reader,
+                                     limit=16 if small else config.replay, seed=config.seed)
     before = {"fixed": decision_rates(model, fixed, thresholds), "held_out": decision_rates(model, held_out, thresholds)}
     budgets = safe_flag_rates(model, calibration, thresholds)
 
