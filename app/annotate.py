@@ -11,12 +11,11 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from app.checkpoints import EngineSlot
+from app.checkpoints import EngineSlot, OnSlot
 from app.errors import shown
 from app.panel import level_frame, quote, type_frame
 from app.served import AnnotationFiles
 from app.settings import AppSettings
-from safevlm.engine import ChatEngine
 from safevlm.feedback.export import feedback_records, write_records
 from safevlm.feedback.labels import FeedbackError, summary, threshold_policy, write_policy
 from safevlm.feedback.queue import review_queue, why
@@ -24,8 +23,9 @@ from safevlm.images import ImageError, load_image
 from safevlm.policy import ThresholdError
 from safevlm.store import Store, StoreError
 
-TURN_COLUMNS = [
+TURN_COLUMNS = [  # "why" early: in "most useful first" order it is what the annotator reads first
     "id",
+    "why",
     "created",
     "decision",
     "type",
@@ -37,13 +37,12 @@ TURN_COLUMNS = [
     "label",
     "👍/👎",
     "comment",
-    "why",
 ]
 QUEUE_POOL = 2000  # newest unlabelled turns ranked for "most useful first"
 
 
 @dataclass
-class AnnotationHandlers:
+class AnnotationHandlers(OnSlot):
     """The Annotate tab's callbacks over one store; the engine only lends its taxonomy and
     threshold parsing."""
 
@@ -51,17 +50,6 @@ class AnnotationHandlers:
     store: Store
     settings: AppSettings
     files: AnnotationFiles = field(default_factory=AnnotationFiles)
-
-    def __post_init__(self):
-        self.slot = EngineSlot.wrap(self.slot)
-
-    @property
-    def engine(self) -> ChatEngine:
-        return self.slot.engine
-
-    @property
-    def taxonomy(self):
-        return self.engine.taxonomy
 
     def check_token(self, token: str | None) -> None:
         """Raise gr.Error unless annotation is open to this caller."""

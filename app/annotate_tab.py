@@ -116,14 +116,15 @@ def annotate_tab(annotation: AnnotationHandlers, lookup: dict) -> None:
                 curve_type = gr.Dropdown(risk_choices, value=risk_choices[0][1], label="Curve of type")
                 suggest_btn = gr.Button("Suggest thresholds", variant="primary")
                 apply_btn = gr.Button("Apply to new chats")
-                policy_file = gr.File(label="Policy file (SAFEVLM_POLICY)", interactive=False, height=100)
-            with gr.Column(scale=2, min_width=320):
+                suggestion = gr.Markdown(elem_id="safevlm-suggestion")
+                with gr.Column(visible=False) as file_box:  # shown once there is a suggestion
+                    policy_file = gr.File(label="Policy file (SAFEVLM_POLICY)", interactive=False, height=100)
+            with gr.Column(scale=2, min_width=320, visible=False) as curve_box:
                 curve = gr.LinePlot(
                     curve_frame(None, ""), x="threshold", y="value", color="series", y_lim=[0, 1],
                     x_lim=[0, 1], color_map=CURVE_COLOURS, title="Labelled turns by threshold",
                     elem_id="safevlm-curve", height=260,
                 )
-                suggestion = gr.Markdown(elem_id="safevlm-suggestion")
         policy_state = gr.State(None)
         gr.Markdown("### Export")
         with gr.Row(equal_height=False):
@@ -179,7 +180,8 @@ def annotate_tab(annotation: AnnotationHandlers, lookup: dict) -> None:
 
     suggest_btn.click(
         annotation.suggest, [token, budget, curve_type], [suggestion, curve, policy_state, policy_file], **lookup
-    )
+    ).then(lambda policy: (gr.Column(visible=policy is not None),) * 2, policy_state, [file_box, curve_box],
+           **lookup)
     curve_type.change(annotation.curve, [policy_state, curve_type], curve, **lookup)
     apply_btn.click(annotation.apply, [token, policy_state], status, **lookup)
 

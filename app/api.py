@@ -14,13 +14,13 @@ from gradio.utils import get_upload_folder, is_in_or_equal
 
 from app.chat import file_path, generation_settings
 from app.chatlog import ChatLog
-from app.checkpoints import EngineSlot
+from app.checkpoints import EngineSlot, OnSlot
 from app.errors import USER_ERRORS, shown
 from app.safety_settings import check_mode
 from app.served import UPLOADS
 from app.settings import AppSettings
 from app.worker import ModelWorker
-from safevlm.engine import ChatEngine, ChatUpdate, clean_prompt
+from safevlm.engine import ChatUpdate, clean_prompt
 from safevlm.errors import UserError
 from safevlm.images import ImageError, load_image
 from safevlm.policy import ThresholdError
@@ -35,7 +35,7 @@ class RequestError(UserError, ValueError):
 
 
 @dataclass
-class ChatApi:
+class ChatApi(OnSlot):
     """The /chat and /delete handlers, bound to one engine, the model thread and the chat log."""
 
     slot: EngineSlot
@@ -43,13 +43,6 @@ class ChatApi:
     chatlog: ChatLog
     settings: AppSettings
     default_mode: str
-
-    def __post_init__(self):
-        self.slot = EngineSlot.wrap(self.slot)
-
-    @property
-    def engine(self) -> ChatEngine:
-        return self.slot.engine
 
     def chat(
         self, image: Any, prompt: Any, mode: Any = "", thresholds: Any = "", log: Any = True

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from app.chatlog import ChatLog
-from app.checkpoints import EngineSlot
+from app.checkpoints import EngineSlot, OnSlot
 from app.errors import USER_ERRORS, one_line, shown
 from app.panel import badge_html, details_markdown, level_frame, type_frame
 from app.safety_settings import check_mode, preview_html, thresholds_from_values, thresholds_note
@@ -53,7 +53,7 @@ def _textbox(busy: bool) -> gr.MultimodalTextbox:
     return gr.MultimodalTextbox(value={"text": "", "files": []}, interactive=not busy)
 
 
-class ChatTurns:
+class ChatTurns(OnSlot):
     """The Chat tab's turn callbacks, bound to one engine, the model thread and the chat log."""
 
     def __init__(
@@ -71,14 +71,6 @@ class ChatTurns:
         self.default_mode = default_mode
         self._stops: dict[str, TurnStop] = {}
         self._stops_lock = threading.Lock()
-
-    @property
-    def engine(self) -> ChatEngine:
-        return self.slot.engine
-
-    @property
-    def taxonomy(self):
-        return self.engine.taxonomy
 
     def respond(self, message: Mapping | None, chatbot: list | None, session: ChatSession | None, mode: str,
                 threshold_values: Sequence[float], log_this_chat: bool = True,

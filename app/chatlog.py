@@ -7,12 +7,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.checkpoints import EngineSlot
+from app.checkpoints import EngineSlot, OnSlot
 from app.errors import one_line, shown
 from app.served import AnnotationFiles, remove_upload
 from app.session import ChatSession
 from app.settings import AppSettings
-from safevlm.engine import ChatEngine, ChatUpdate
+from safevlm.engine import ChatUpdate
 from safevlm.images import LoadedImage
 from safevlm.policy import Thresholds
 from safevlm.store import Store, StoreError
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ChatLog:
+class ChatLog(OnSlot):
     """Logging of chat turns into one store, tagged with the engine's base and checkpoint
     (the one in use when the turn ran: `slot` may switch to a promoted checkpoint)."""
 
@@ -30,13 +30,6 @@ class ChatLog:
     settings: AppSettings
     base_id: str
     annotation_files: AnnotationFiles = field(default_factory=AnnotationFiles)
-
-    def __post_init__(self):
-        self.slot = EngineSlot.wrap(self.slot)
-
-    @property
-    def engine(self) -> ChatEngine:
-        return self.slot.engine
 
     # --- turns -----------------------------------------------------------------------------
 

@@ -85,3 +85,21 @@ class EngineSlot:
             log.info("switched to the promoted checkpoint %s (was %s)", promoted, self.engine.checkpoint_id)
             self.engine = new
         return True
+
+
+class OnSlot:
+    """For the app's parts: `engine` and `taxonomy` read from the shared slot at each call
+    (a dataclass part wraps a plain engine it was given in a slot of its own)."""
+
+    slot: EngineSlot
+
+    def __post_init__(self):
+        self.slot = EngineSlot.wrap(self.slot)
+
+    @property
+    def engine(self) -> ChatEngine:
+        return self.slot.engine
+
+    @property
+    def taxonomy(self):
+        return self.slot.engine.taxonomy

@@ -6,7 +6,7 @@ from app.annotate import AnnotationHandlers
 from app.api import ChatApi
 from app.chat import ChatTurns
 from app.chatlog import ChatLog
-from app.checkpoints import EngineSlot
+from app.checkpoints import EngineSlot, OnSlot
 from app.served import AnnotationFiles
 from app.settings import AppSettings
 from app.worker import ModelWorker
@@ -14,7 +14,7 @@ from safevlm.engine import ChatEngine
 from safevlm.store import Store
 
 
-class Handlers:
+class Handlers(OnSlot):
     """Every callback of the app, grouped by the part of the page it serves. The parts share
     one `EngineSlot`: a checkpoint promoted in the registry SAFEVLM_CHECKPOINT names reaches
     all of them at once."""
@@ -33,10 +33,3 @@ class Handlers:
         self.api = ChatApi(self.slot, self.worker, self.chatlog, settings, self.default_mode)
         self.annotation = AnnotationHandlers(self.slot, store, settings, self.annotation_files)
 
-    @property
-    def engine(self) -> ChatEngine:
-        return self.slot.engine
-
-    @property
-    def taxonomy(self):
-        return self.engine.taxonomy
