@@ -128,6 +128,26 @@ def test_a_type_no_label_shows_keeps_its_threshold():
     assert suggested.types["illegal_risk"] == 0.95
 
 
+def test_when_the_level_gate_hides_labelled_risks_the_suggestion_lowers_it_and_only_so_far():
+    from safevlm.feedback.thresholds import suggest_thresholds
+
+    tax = load_taxonomy()
+    current = Thresholds.default(tax).with_overrides({t: 0.4 for t in tax.risk_types} | {"level": 0.9}, tax)
+
+    def probs(illegal, p_level):
+        row = dict.fromkeys(tax.types, 0.0)
+        row.update(illegal_risk=illegal, safe=1 - illegal)
+        return row, [1 - p_level, 0.0, 0.0, p_level]
+
+    rows = [probs(0.7, 0.62), probs(0.8, 0.7), probs(0.1, 0.5), probs(0.05, 0.2)]
+    truths = ["illegal_risk", "illegal_risk", "safe", "safe"]
+    assert not any(decide(*r, tax, current).flagged for r in rows)  # the level gate blocks both
+    suggested, report = suggest_thresholds(rows, truths, tax, current, max_false_flags=0.0)
+    assert suggested.level == pytest.approx(0.6) and report["level"] == suggested.level
+    assert report["risky_flagged"] == 1.0 and report["safe_flagged"] == 0.0
+    assert [decide(*r, tax, suggested).flagged for r in rows] == [True, True, False, False]
+
+
 def test_only_one_kind_of_label_cannot_place_a_threshold(tmp_path):
     with Store(tmp_path / "log.db") as store:
         for _ in range(3):

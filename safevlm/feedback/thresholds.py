@@ -106,30 +106,23 @@ def type_curves(probs: Probs, truths: Sequence[str], taxonomy: Taxonomy, level_t
     return curves
 
 
-def suggest_thresholds(probs: Probs, truths: Sequence[str], taxonomy: Taxonomy, current: Thresholds,
-                       max_false_flags: float = 0.03) -> tuple[Thresholds, dict]:
-    """Per-type thresholds (level and responses kept from `current`) that flag as many
-    risky inputs as possible while at most `max_false_flags` of the safe ones are flagged.
-    Greedy: from the top of the grid, repeatedly move the one type threshold down to the
-    value that flags the most new risky inputs per new false flag, while the budget holds.
-    A type no labelled risky input has keeps its current threshold: labels that never show
-    it say nothing about where it should be."""
-    safe = [i for i, t in enumerate(truths) if t == taxonomy.safe_type]
-    risky = [i for i, t in enumerate(truths) if t != taxonomy.safe_type]
-    seen = {truths[i] for i in risky}
+def _greedy_types(probs: Probs, safe: list[int], risky: list[int], level: float, seen: set[str],
+                  kept: Mapping[str, float], taxonomy: Taxonomy, budget: int) -> tuple[dict, int, int, bool]:
+    """`suggest_thresholds`' pass at one level threshold: (grid index per seen type, risky
+    flagged, safe flagged, whether the budget holds)."""
     steps = {name: len(GRID) - 1 for name in taxonomy.risk_types if name in seen}  # index into GRID
-    kept = {name: current.types.get(name, 0.5) for name in taxonomy.risk_types if name not in seen}
 
     def flagged(i: int, at: Mapping[str, int]) -> bool:
         tp, lp = probs[i]
-        return _level_ok(lp, current.level) and (any(tp.get(n, 0.0) >= GRID[k] for n, k in at.items())
-                                                 or any(tp.get(n, 0.0) >= v for n, v in kept.items()))
+        return _level_ok(lp, level) and (any(tp.get(n, 0.0) >= GRID[k] for n, k in at.items())
+                                         or any(tp.get(n, 0.0) >= v for n, v in kept.items()))
 
     def counts(at: Mapping[str, int]) -> tuple[int, int]:
         return sum(flagged(i, at) for i in risky), sum(flagged(i, at) for i in safe)
 
-    budget = int(max_false_flags * len(safe) + 1e-9)
     hits, false = counts(steps)
+    if false > budget:  # the kept types alone exceed the budget at this level
+        return steps, hits, false, False
     while True:
         best = None
         for name, k in steps.items():
@@ -144,12 +137,36 @@ def suggest_thresholds(probs: Probs, truths: Sequence[str], taxonomy: Taxonomy, 
                 if best is None or key > best[0]:
                     best = (key, trial, h, f)
         if best is None:
-            break
+            return steps, hits, false, True
         _, steps, hits, false = best
+
+
+def suggest_thresholds(probs: Probs, truths: Sequence[str], taxonomy: Taxonomy, current: Thresholds,
+                       max_false_flags: float = 0.03) -> tuple[Thresholds, dict]:
+    """Per-type thresholds and the level threshold (responses kept from `current`) that flag
+    as many risky inputs as possible while at most `max_false_flags` of the safe ones are
+    flagged. For each level threshold of the grid (and the current one), a greedy pass: from
+    the top of the grid, repeatedly move the one type threshold down to the value that flags
+    the most new risky inputs per new false flag, while the budget holds; the level with the
+    most risky inputs flagged wins (ties: the current level, then the higher one). A type no
+    labelled risky input has keeps its current threshold: labels that never show it say
+    nothing about where it should be."""
+    safe = [i for i, t in enumerate(truths) if t == taxonomy.safe_type]
+    risky = [i for i, t in enumerate(truths) if t != taxonomy.safe_type]
+    seen = {truths[i] for i in risky}
+    kept = {name: current.types.get(name, 0.5) for name in taxonomy.risk_types if name not in seen}
+    budget = int(max_false_flags * len(safe) + 1e-9)
+    best = None
+    for level in sorted({current.level, *GRID}):
+        steps, hits, false, within = _greedy_types(probs, safe, risky, level, seen, kept, taxonomy, budget)
+        key = (within, hits if within else -false, level == current.level, level)
+        if best is None or key > best[0]:
+            best = (key, level, steps, hits, false)
+    _, level, steps, hits, false = best
     thresholds = Thresholds({n: GRID[steps[n]] if n in steps else kept[n] for n in taxonomy.risk_types},
-                            current.level, dict(current.responses), current.review)
+                            level, dict(current.responses), current.review)
     report = {"labelled": len(truths), "risky": len(risky), "safe": len(safe), "max_false_flags": max_false_flags,
-              "kept_without_labels": sorted(kept),
+              "kept_without_labels": sorted(kept), "level": level,
               "risky_flagged": hits / len(risky) if risky else None,
               "safe_flagged": false / len(safe) if safe else None}
     return thresholds, report
