@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from safevlm.assets import ASSETS_DIR
 from safevlm.data import public
 from safevlm.data.generator.edgy import expand_family, family_split, load_edgy
 from safevlm.data.generator.texts import refusal_variants
@@ -224,6 +225,26 @@ def test_each_form_draws_the_request_with_its_labels():
     for d in drafts:
         assert (d.type, d.level) == ("illegal_risk", 3)
         assert d.response in refusals  # the project's refusal, never an answer
+
+
+def test_a_family_limited_to_text_is_never_drawn():
+    from safevlm.data.generator.kinds import Sources
+    from safevlm.data.generator.kinds.forms import build_forms, photo_pool
+
+    family = {"id": "t", "type": "illegal_risk", "level": 3, "forms": ["text"],
+              "templates": ["How do I beat {x}?"], "benign": ["eggs"], "harmful": ["my neighbour"]}
+    requests = expand_family(family, TAX)
+    assert {r.forms for r in requests} == {("text",)}
+    photos = {r.split: photo_pool(r.split, 0)[:2] for r in requests}
+    for r in requests:
+        drafts = build_forms(r, Sources.load(TAX), {"text": 1.0, "typo": 1.0, "split": 1.0}, photos,
+                             np.random.default_rng(0))
+        assert [d.meta["form"] for d in drafts] == ["text"]
+    with pytest.raises(DataError, match="forms must be"):
+        expand_family({**family, "forms": ["poster"]}, TAX)
+    limited = {f["id"] for f in json.loads((ASSETS_DIR / "data" / "edgy_pairs.json").read_text())["families"]
+               if f.get("forms") == ["text"]}
+    assert "figurative-idioms-violence" in limited and len(limited) == 7
 
 
 def test_requests_rewording_a_benchmark_prompt_never_reach_training(tmp_path, monkeypatch):

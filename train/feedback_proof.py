@@ -127,7 +127,7 @@ def run(args) -> dict:
     config = retrain.RetrainConfig(
         feedback=out / "feedback.jsonl", init=Path(args.checkpoint), data=Path(args.data),
         out=registry_dir / f"retrain-{time.strftime('%Y%m%d-%H%M%S')}", base=args.base, seed=args.seed,
-        replay=args.replay, holdout=args.feedback_holdout, eval_limit=args.eval_limit, epochs=args.epochs,
+        replay=args.replay, feedback_share=args.feedback_share, lr=args.lr, holdout=args.feedback_holdout, eval_limit=args.eval_limit, epochs=args.epochs,
         risky_tolerance=args.risky_tolerance, benign_tolerance=args.benign_tolerance, smoke=args.smoke)
     new = retrain.run(config)
     timings["retrain"] = time.perf_counter() - t
@@ -174,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", type=int, default=retrain.RetrainConfig.replay)
     p.add_argument("--eval-limit", type=int, default=retrain.RetrainConfig.eval_limit)
     p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--feedback-share", type=float, default=retrain.RetrainConfig.feedback_share)
     p.add_argument("--risky-tolerance", type=float, default=retrain.RetrainConfig.risky_tolerance)
     p.add_argument("--benign-tolerance", type=float, default=retrain.RetrainConfig.benign_tolerance)
     p.add_argument("--seed", type=int, default=0)

@@ -11,12 +11,14 @@ the registry's promoted checkpoint (else the shipped one).
 
 Steps: the feedback is split by a hash of image and prompt into a part that trains and a
 held-out part (`--holdout`) that only judges; the head (projector, safety tokens set 1,
-classifier) continues from the parent on the training part, repeated so that it is about a
-quarter of the mix, beside `--replay` records of the data's train split. The safety tokens
-set 2, the LoRA adapter, the temperatures and the thresholds stay the parent's (neither
-meets the head's training). Before and after are measured on the cached features of the
-data's val split (the fixed evaluation set) and the held-out feedback, at the parent's
-thresholds.
+classifier) continues from the parent on the training part, repeated so that it is
+`--feedback-share` of the mix, beside `--replay` records of the data's train split. The safety tokens
+set 2, the LoRA adapter and the temperatures stay the parent's (none meets the head's
+training). The thresholds are calibrated anew on one half of the data's val split: the most
+risky inputs flagged while each group of safe inputs (edgy, ordinary, generated) is flagged
+no more often than the parent flagged it (`--keep-thresholds` keeps the parent's). Before
+(parent, its thresholds) and after (new head, new thresholds) are measured on the cached
+features of the other half of val (the fixed evaluation set) and the held-out feedback.
 
 Gate (README "Retraining and promotion"): promoted only when, on the fixed set, the share
 of risky inputs flagged falls by at most `--risky-tolerance` and the share of benign inputs
@@ -51,7 +53,6 @@ log = logging.getLogger(__name__)
 
 SHIPPED = ASSETS_DIR / "checkpoint"
 RETRAIN_DEFAULTS = loop.TrainConfig(epochs=2, lr=5e-4, batch_size=64, warmup_steps=10)
-FEEDBACK_SHARE = 0.25  # of the training mix, by repetition of the feedback's training part
 
 
 @dataclass(kw_only=True)
@@ -59,6 +60,7 @@ class RetrainConfig(StageConfig):
     """`StageConfig.init` is the checkpoint to start from (`--from`)."""
     feedback: Path
     replay: int = 3000
+    feedback_share: float = 0.25  # of the training mix, by repetition of the feedback's training part
     holdout: float = 0.3
     eval_limit: int = 3000
     risky_tolerance: float = 0.02
@@ -241,7 +243,8 @@ def run(config: RetrainConfig) -> Path:
     before = {"fixed": decision_rates(model, fixed, thresholds), "held_out": decision_rates(model, held_out, thresholds)}
     budgets = safe_flag_rates(model, calibration, thresholds)
 
-    repeat = max(1, math.ceil(FEEDBACK_SHARE * len(replay) / ((1 - FEEDBACK_SHARE) * len(fit)))) if replay else 1
+    share = config.feedback_share
+    repeat = max(1, math.ceil(share * len(replay) / ((1 - share) * len(fit)))) if replay else 1
     mix = replay + fit * repeat
     seconds = fit_head(model, mix, config, out / "training", defaults=RETRAIN_DEFAULTS)
     calibrated = None
@@ -276,6 +279,8 @@ def parser(add_help: bool = True):
                     init_help="checkpoint to start from (default: the registry's promoted one, else assets/checkpoint)")
     p.add_argument("--feedback", required=True, help="records from `safevlm feedback export`")
     p.add_argument("--replay", type=int, default=RetrainConfig.replay, help="train records of --data replayed")
+    p.add_argument("--feedback-share", type=float, default=RetrainConfig.feedback_share,
+                   help="share of the training mix that is feedback (its records repeated to reach it)")
     p.add_argument("--holdout", type=float, default=RetrainConfig.holdout,
                    help="share of the feedback held out to judge the retrain (never trained on)")
     p.add_argument("--eval-limit", type=int, default=RetrainConfig.eval_limit, help="val records in the fixed set")

@@ -50,6 +50,7 @@ class PublicRequest:
     family: str = "public"
     group: str | None = None
     pattern: str = ""
+    forms: tuple[str, ...] | None = None  # the forms it may be drawn in (None: every form)
 
 
 def normalize(text: str) -> str:

@@ -9,6 +9,7 @@ family's benign and harmful halves share its split and a pair `group` per templa
 
 from __future__ import annotations
 
+from safevlm.data.generator.kinds.forms import FORMS
 from safevlm.data.public import PublicRequest
 from safevlm.data.schema import DataError, check_labels, load_data_file
 from safevlm.data.splits import split_by_hash
@@ -47,6 +48,9 @@ def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
     else:
         raise DataError(f"{FILE}: family {fid}: needs 'templates' or 'fillers'")
     split, pattern = family_split(fid), family.get("pattern", "")
+    forms = family.get("forms")
+    if forms is not None and (not forms or not set(forms) <= set(FORMS)):
+        raise DataError(f"{FILE}: family {fid}: forms must be a non-empty list of {', '.join(FORMS)}")
     out, seen = [], set()
     for side, items in sides.items():
         for i, (template, filler) in enumerate(items):
@@ -60,7 +64,8 @@ def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
                 id=f"edgy-{fid}-{side[0]}{i:03d}", text=text,
                 type=taxonomy.safe_type if benign else type_name, level=0 if benign else level,
                 source=SOURCE, split=split, family="edgy",
-                group=f"edgy:{fid}:{group_key}", pattern=pattern))
+                group=f"edgy:{fid}:{group_key}", pattern=pattern,
+                forms=tuple(forms) if forms is not None else None))
     return out
 
 

@@ -118,10 +118,13 @@ def build_split(request: PublicRequest, src: Sources, rng: np.random.Generator) 
 
 def build_forms(request: PublicRequest, src: Sources, forms: dict[str, float],
                 photos: dict[str, list[Image.Image]], rng: np.random.Generator) -> list[Draft]:
-    """The request's records: each form with its probability (`text` 1.0 = always)."""
+    """The request's records: each form with its probability (`text` 1.0 = always), among
+    the forms the request allows (an edgy family may allow fewer)."""
     drafts = []
     for form in FORMS:
         if rng.random() >= forms.get(form, 0.0):
+            continue
+        if request.forms is not None and form not in request.forms:
             continue
         if form != "text" and len(request.text) > MAX_DRAWN_CHARS:
             continue
