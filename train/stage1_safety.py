@@ -55,14 +55,14 @@ TOKEN_DEFAULTS = TrainConfig(epochs=1, lr=5e-3, batch_size=8, warmup_steps=5, ma
 @dataclass(kw_only=True)
 class Stage1Config(StageConfig):
     """Stage 1's settings; `parser()` documents each as a flag."""
-    weight: float | None = None
+    weight: float | None = None  # the safety loss weight; None: the config's (paper: 10)
     query_source: str | None = None
+    ocr_share: float = 1.0
     query_layer: int | None = None
     token_steps: int | None = None
-    tokens_from: Path | None = None
-    ocr_share: float = 1.0
-    head_ensemble: int | None = None
     final_on_train_val: bool = False
+    tokens_from: Path | None = None
+    head_ensemble: int | None = None
 
 
 def head_loss(model: SafeVLM, label_smoothing: float = 0.05, member: int | None = None):
