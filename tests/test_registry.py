@@ -109,3 +109,19 @@ def test_retrain_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path, ca
     code, err = retrain(empty, data_dir=tmp_path / "nowhere")
     assert code != 0 and "has no train.jsonl or val.jsonl" in err[0]
     assert not registry.exists()  # nothing was written: no registry, no baseline copy
+
+
+def test_the_feedback_commands_read_a_registrys_promoted_checkpoint(tmp_path):
+    import shutil
+
+    from safevlm.assets import ASSETS_DIR
+    from safevlm.cli.feedback import checkpoint_taxonomy
+
+    reg = Registry(tmp_path)
+    shutil.copytree(ASSETS_DIR / "checkpoint", tmp_path / "a", ignore=shutil.ignore_patterns("adapter"))
+    config = json.loads((tmp_path / "a" / "safevlm_config.json").read_text())
+    config["taxonomy"]["default_thresholds"]["level"] = 0.35
+    (tmp_path / "a" / "safevlm_config.json").write_text(json.dumps(config))
+    reg.register(tmp_path / "a", parent="p", data_hash="", metrics={})
+    reg.promote("a")
+    assert checkpoint_taxonomy(str(tmp_path)).default_level_threshold == 0.35

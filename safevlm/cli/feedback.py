@@ -13,9 +13,12 @@ def checkpoint_taxonomy(checkpoint: str | None):
     from safevlm.assets import ASSETS_DIR
     from safevlm.config import SafeVLMConfig
     from safevlm.model.modeling import CONFIG_FILE
+    from safevlm.registry import Registry
     from safevlm.taxonomy import Taxonomy, load_taxonomy
 
     folder = Path(checkpoint) if checkpoint else ASSETS_DIR / "checkpoint"
+    if Registry.is_registry(folder):  # a registry: its promoted checkpoint
+        folder = Registry(folder).promoted_path()
     config = folder / CONFIG_FILE
     if not config.is_file():
         if checkpoint:
