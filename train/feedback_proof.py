@@ -128,7 +128,8 @@ def run(args) -> dict:
         feedback=out / "feedback.jsonl", init=Path(args.checkpoint), data=Path(args.data),
         out=registry_dir / f"retrain-{time.strftime('%Y%m%d-%H%M%S')}", base=args.base, seed=args.seed,
         replay=args.replay, feedback_share=args.feedback_share, lr=args.lr, holdout=args.feedback_holdout, eval_limit=args.eval_limit, epochs=args.epochs,
-        risky_tolerance=args.risky_tolerance, benign_tolerance=args.benign_tolerance, smoke=args.smoke)
+        risky_tolerance=args.risky_tolerance, benign_tolerance=args.benign_tolerance, smoke=args.smoke,
+        recalibrate=args.recalibrate)
     new = retrain.run(config)
     timings["retrain"] = time.perf_counter() - t
     report = json.loads((new / "retrain_report.json").read_text())
@@ -178,6 +179,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--feedback-share", type=float, default=retrain.RetrainConfig.feedback_share)
     p.add_argument("--risky-tolerance", type=float, default=retrain.RetrainConfig.risky_tolerance)
     p.add_argument("--benign-tolerance", type=float, default=retrain.RetrainConfig.benign_tolerance)
+    p.add_argument("--keep-thresholds", dest="recalibrate", action="store_false",
+                   help="the retrained checkpoint keeps the parent's thresholds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--results", default=None, help="also write the result under 'feedback_loop' in this JSON")

@@ -11,12 +11,15 @@ the registry's promoted checkpoint (else the shipped one).
 
 Steps: the feedback is split by a hash of image and prompt into a part that trains and a
 held-out part (`--holdout`) that only judges; the head (projector, safety tokens set 1,
-classifier) continues from the parent on the training part, repeated so that it is
-`--feedback-share` of the mix, beside `--replay` records of the data's train split. The safety tokens
+classifier) continues from the parent on the training part (its labels), repeated so that it
+is `--feedback-share` of the mix, beside `--replay` records of the data's train split whose
+targets are the parent's own probabilities (learning without forgetting: replay holds the
+head where it was, the feedback moves it). The safety tokens
 set 2, the LoRA adapter and the temperatures stay the parent's (none meets the head's
 training). The thresholds are calibrated anew on one half of the data's val split: the most
 risky inputs flagged while each group of safe inputs (edgy, ordinary, generated) is flagged
-no more often than the parent flagged it (`--keep-thresholds` keeps the parent's). Before
+at most half the gate's `--benign-tolerance` more often than the parent flagged it
+(`--keep-thresholds` keeps the parent's). Before
 (parent, its thresholds) and after (new head, new thresholds) are measured on the cached
 features of the other half of val (the fixed evaluation set) and the held-out feedback.
 
@@ -28,6 +31,7 @@ Writes retrain_report.json and .md beside the checkpoint and its registry entry.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -35,6 +39,8 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from safevlm.assets import ASSETS_DIR
 from safevlm.data.schema import DataError, read_jsonl
@@ -47,7 +53,6 @@ from safevlm.registry import ENTRY_FILE, Registry, checkpoint_label
 from train import features, loop
 from train.calibrate import apply_thresholds, safe_group
 from train.loop import StageConfig, StageError
-from train.stage1_safety import fit_head
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,70 @@ def gate(before: dict, after: dict, risky_tolerance: float, benign_tolerance: fl
     return {"promote": not reasons, "failed": reasons, "checks": checks}
 
 
+def soft_targets(model: SafeVLM, examples, smoothing: float = 0.05) -> list[tuple]:
+    """(example, type target, level target): the labels, smoothed, as distributions."""
+    tax = model.taxonomy
+    out = []
+    for e in examples:
+        t = torch.full((len(tax.types),), smoothing / len(tax.types))
+        t[e.type_index] += 1 - smoothing
+        lv = torch.full((tax.max_level + 1,), smoothing / (tax.max_level + 1))
+        lv[e.level] += 1 - smoothing
+        out.append((e, t, lv))
+    return out
+
+
+def parent_targets(model: SafeVLM, examples) -> list[tuple]:
+    """(example, type target, level target): the parent's own probabilities (temperature 1),
+    so that replay holds the head where it was instead of pulling it toward the labels."""
+    config = model.config
+    model.config = dataclasses.replace(config, type_temperature=1.0, level_temperature=1.0)
+    try:
+        type_logits, level_logits = features.head_logits(model, examples)
+    finally:
+        model.config = config
+    return list(zip(examples, type_logits.softmax(-1), level_logits.softmax(-1), strict=True))
+
+
+def collate_targets(items: list[tuple]) -> dict:
+    batch = features.collate_head([e for e, _, _ in items])
+    batch["type_target"] = torch.stack([t for _, t, _ in items])
+    batch["level_target"] = torch.stack([lv for _, _, lv in items])
+    return batch
+
+
+def target_loss(model: SafeVLM, member: int | None):
+    """The safety loss against target distributions: weight x (soft CE type + soft CE level)."""
+    def loss_fn(batch: dict) -> dict:
+        saved = model.config
+        model.config = dataclasses.replace(saved, type_temperature=1.0, level_temperature=1.0)
+        try:
+            out = model(batch["grid"], batch["queries"], batch["mask"], member=member)
+        finally:
+            model.config = saved
+        ce_type = -(batch["type_target"] * out.type_logits.log_softmax(-1)).sum(-1).mean()
+        ce_level = -(batch["level_target"] * out.level_logits.log_softmax(-1)).sum(-1).mean()
+        return {"loss": model.config.safety_loss_weight * (ce_type + ce_level),
+                "ce_type": ce_type.detach(), "ce_level": ce_level.detach()}
+
+    return loss_fn
+
+
+def fit_with_replay(model: SafeVLM, feedback, replay, config: RetrainConfig, out: Path) -> float:
+    """Phase A on the feedback (its labels) and the replay (the parent's probabilities, as in
+    learning without forgetting), each ensemble member in turn; returns the seconds."""
+    items = soft_targets(model, feedback) + parent_targets(model, replay)
+    model.safety_tokens_llm.requires_grad_(False)
+    cfg = loop.config_from_args(config, RETRAIN_DEFAULTS)
+    seconds = 0.0
+    for i, member in enumerate(model.members):
+        result = loop.train(member, features.shuffled_batches(items, cfg.batch_size, config.seed + i, collate_targets),
+                            target_loss(model, i), cfg, out / f"head{i or ''}", len(items), f"retrain-head{i or ''}",
+                            resume=config.resume)
+        seconds += result.seconds
+    return seconds
+
+
 def halves(examples) -> tuple[list, list]:
     """The val examples split by a hash of image and prompt: (calibration half, gate half)."""
     out = {"calibration": [], "gate": []}
@@ -131,8 +200,8 @@ def safe_flag_rates(model: SafeVLM, examples, thresholds: Thresholds) -> dict[st
 
 def recalibrate(model: SafeVLM, examples, budgets: dict[str, float]) -> tuple[Thresholds, dict]:
     """Thresholds for the retrained head on the calibration half: the most risky inputs
-    flagged while each group of safe inputs is flagged no more often than the parent's
-    thresholds flagged it (`budgets`); written into the model's config."""
+    flagged while each group of safe inputs is flagged at most at its rate in `budgets`;
+    written into the model's config."""
     safe = model.taxonomy.safe_index
     probs = features.head_probabilities(model, examples)
     risky = [e.type_index != safe for e in examples]
@@ -245,11 +314,11 @@ def run(config: RetrainConfig) -> Path:
 
     share = config.feedback_share
     repeat = max(1, math.ceil(share * len(replay) / ((1 - share) * len(fit)))) if replay else 1
-    mix = replay + fit * repeat
-    seconds = fit_head(model, mix, config, out / "training", defaults=RETRAIN_DEFAULTS)
+    seconds = fit_with_replay(model, fit * repeat, replay, config, out / "training")
     calibrated = None
-    if config.recalibrate and calibration:
-        thresholds, calibrated = recalibrate(model, calibration, budgets)
+    if config.recalibrate and calibration:  # within half the gate's allowance, so noise rarely fails it
+        thresholds, calibrated = recalibrate(
+            model, calibration, {g: rate + config.benign_tolerance / 2 for g, rate in budgets.items()})
     after = {"fixed": decision_rates(model, fixed, thresholds), "held_out": decision_rates(model, held_out, thresholds)}
     verdict = gate(before, after, config.risky_tolerance, config.benign_tolerance)
 
