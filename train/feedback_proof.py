@@ -179,8 +179,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--feedback-share", type=float, default=retrain.RetrainConfig.feedback_share)
     p.add_argument("--risky-tolerance", type=float, default=retrain.RetrainConfig.risky_tolerance)
     p.add_argument("--benign-tolerance", type=float, default=retrain.RetrainConfig.benign_tolerance)
-    p.add_argument("--keep-thresholds", dest="recalibrate", action="store_false",
-                   help="the retrained checkpoint keeps the parent's thresholds")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="the retrained checkpoint gets thresholds calibrated on half of val (default: the parent's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--results", default=None, help="also write the result under 'feedback_loop' in this JSON")

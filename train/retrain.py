@@ -16,12 +16,12 @@ is `--feedback-share` of the mix, beside `--replay` records of the data's train 
 targets are the parent's own probabilities (learning without forgetting: replay holds the
 head where it was, the feedback moves it). The safety tokens
 set 2, the LoRA adapter and the temperatures stay the parent's (none meets the head's
-training). The thresholds are calibrated anew on one half of the data's val split: the most
-risky inputs flagged while each group of safe inputs (edgy, ordinary, generated) is flagged
-at most half the gate's `--benign-tolerance` more often than the parent flagged it
-(`--keep-thresholds` keeps the parent's). Before
-(parent, its thresholds) and after (new head, new thresholds) are measured on the cached
-features of the other half of val (the fixed evaluation set) and the held-out feedback.
+training), and so do the thresholds unless `--recalibrate` asks for new ones, calibrated on
+one half of the data's val split (the most risky inputs flagged while each group of safe
+inputs is flagged at most half the gate's `--benign-tolerance` more often than the parent
+flagged it; in the proof runs this chose stricter points that cost recall on the other
+half). Before (parent) and after are measured on the cached features of the other half of
+val (the fixed evaluation set) and the held-out feedback.
 
 Gate (README "Retraining and promotion"): promoted only when, on the fixed set, the share
 of risky inputs flagged falls by at most `--risky-tolerance` and the share of benign inputs
@@ -71,7 +71,7 @@ class RetrainConfig(StageConfig):
     risky_tolerance: float = 0.02
     benign_tolerance: float = 0.01
     promote: bool = True
-    recalibrate: bool = True
+    recalibrate: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -356,9 +356,9 @@ def parser(add_help: bool = True):
     p.add_argument("--risky-tolerance", type=float, default=RetrainConfig.risky_tolerance)
     p.add_argument("--benign-tolerance", type=float, default=RetrainConfig.benign_tolerance)
     p.add_argument("--no-promote", dest="promote", action="store_false", help="register, never promote")
-    p.add_argument("--keep-thresholds", dest="recalibrate", action="store_false",
-                   help="keep the parent's thresholds (default: recalibrate on half of val, within the parent's "
-                        "false-flag rate per group of safe inputs)")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="calibrate new thresholds on half of val, within the parent's false-flag rate per group of "
+                        "safe inputs plus half the benign tolerance (default: keep the parent's thresholds)")
     return p
 
 
