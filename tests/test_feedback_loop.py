@@ -49,7 +49,7 @@ def test_labels_on_a_missed_family_halve_its_error_after_retrain_and_promotion(t
                                 "--replay", "40", "--eval-limit", "40", "--epochs", "20", "--lr", "3e-3",
                                 "--risky-tolerance", "0.5", "--benign-tolerance", "0.5",
                                 "--results", str(results)]) == 0
-    proof = json.loads(results.read_text())["feedback_loop"]
+    proof = json.loads(results.read_text())["feedback_loop"][f"edgy-{FAMILY}"]
     assert proof["labelled_records"] + proof["held_out_records"] == 64
     assert proof["labels"] > proof["labelled_records"]  # a second annotator labelled some turns
     assert proof["before"]["error"] >= 0.2  # the shipped checkpoint gets this family wrong

@@ -149,7 +149,7 @@ def run(args) -> dict:
     if args.results:
         path = Path(args.results)
         saved = json.loads(path.read_text()) if path.exists() else {}
-        saved["feedback_loop"] = result
+        saved.setdefault("feedback_loop", {})[args.family] = result
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
     return result
@@ -183,7 +183,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the retrained checkpoint gets thresholds calibrated on half of val (default: the parent's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--results", default=None, help="also write the result under 'feedback_loop' in this JSON")
+    p.add_argument("--results", default=None,
+                   help="also write the result under 'feedback_loop' -> FAMILY in this JSON")
     return p
 
 

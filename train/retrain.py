@@ -65,7 +65,7 @@ class RetrainConfig(StageConfig):
     """`StageConfig.init` is the checkpoint to start from (`--from`)."""
     feedback: Path
     replay: int = 3000
-    feedback_share: float = 0.25  # of the training mix, by repetition of the feedback's training part
+    feedback_share: float = 0.15  # of the training mix, by repetition of the feedback's training part
     holdout: float = 0.3
     eval_limit: int = 3000
     risky_tolerance: float = 0.02
