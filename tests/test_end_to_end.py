@@ -21,9 +21,6 @@ def test_train_save_load_classify_chat_and_log(tmp_path):
     generate_dataset(data, n=40, seed=3)
     assert stage1_safety.main(["--data", str(data), "--out", str(s1), "--smoke"]) == 0
     assert (s1 / "head" / "metrics.json").exists() and (s1 / "head" / "loss.png").exists()
-    # the same seed on the same data gives the same checkpoint (the features come from the cache now)
-    assert stage1_safety.main(["--data", str(data), "--out", str(tmp_path / "again"), "--smoke"]) == 0
-    assert (tmp_path / "again" / "safety_modules.safetensors").read_bytes() == (s1 / "safety_modules.safetensors").read_bytes()
     assert stage2_finetune.main(["--init", str(s1), "--data", str(data), "--out", str(s2), "--smoke"]) == 0
     assert (s2 / "adapter" / "adapter_config.json").exists()
 
