@@ -75,17 +75,16 @@ class AnnotationHandlers(OnSlot):
         first, or with order "useful" the unlabelled ones whose label would help most first
         (`feedback.queue`: head unsure, near a threshold, visitor disagreed), with the reason."""
         self.check_token(token)
-        if order == "useful":
-            unlabelled, pool = True, QUEUE_POOL
+        useful = order == "useful"  # ranks a pool of the newest unlabelled turns
         decision = None if decision in (None, "", "any") else decision
         type_name = None if type_name in (None, "", "any") else self._type_name(type_name)
         try:
-            turns = self.store.list_turns(decision=decision, type=type_name, unlabelled=bool(unlabelled),
-                                          limit=pool if order == "useful" else int(limit))
+            turns = self.store.list_turns(decision=decision, type=type_name, unlabelled=useful or bool(unlabelled),
+                                          limit=QUEUE_POOL if useful else int(limit))
         except StoreError as error:
             raise shown(error) from None
         reasons = {}
-        if order == "useful":
+        if useful:
             ranked = review_queue(turns, self.taxonomy, self.engine.default_thresholds())[: int(limit)]
             turns = [t for t, _ in ranked]
             reasons = {t["id"]: f"{parts['score']:.2f}: {why(parts)}" for t, parts in ranked}

@@ -39,7 +39,9 @@ class EngineSlot:
                  load: Callable[[Path], ChatEngine] | None = None):
         self.engine = engine
         self.registry = registry
-        self._load = load or (lambda path: ChatEngine.load(engine.model.base.name, path))
+        if registry is not None and load is None:
+            raise ValueError("following a registry needs `load`, which makes an engine from a checkpoint folder")
+        self._load = load
         self._lock = threading.Lock()
         self._failed: str | None = None
 

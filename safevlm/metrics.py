@@ -15,6 +15,16 @@ def counted(hits: int, n: int) -> dict:
     return {"n": n, "hits": hits, "rate": rate(hits, n)}
 
 
+def flag_rates(flagged: list[bool], risky: list[bool]) -> dict:
+    """Counts and shares of a set of decisions: risky flagged, benign flagged, and the error
+    (flagged != risky) over all of them."""
+    hits = sum(f for f, r in zip(flagged, risky, strict=True) if r)
+    false = sum(f for f, r in zip(flagged, risky, strict=True) if not r)
+    n, n_risky = len(risky), sum(risky)
+    return {"n": n, "risky": n_risky, "benign": n - n_risky, "risky_flagged": rate(hits, n_risky),
+            "benign_flagged": rate(false, n - n_risky), "error": rate(n_risky - hits + false, n)}
+
+
 def ece(probs: list[list[float]], labels: list[int], bins: int = 15) -> float | None:
     """Expected calibration error of the top class (bin-weighted |confidence - accuracy|)."""
     if not probs:

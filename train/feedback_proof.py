@@ -29,6 +29,7 @@ from safevlm.engine import ChatEngine
 from safevlm.feedback.export import feedback_records, write_records
 from safevlm.feedback.labels import threshold_policy, write_policy
 from safevlm.images import load_image
+from safevlm.metrics import flag_rates
 from safevlm.policy import Thresholds
 from safevlm.registry import Registry
 from safevlm.store import Store
@@ -59,16 +60,10 @@ def split_family(records: list[Record], held_out: float) -> tuple[list[Record], 
 
 
 def family_error(engine: ChatEngine, records: list[Record], thresholds: Thresholds | None = None) -> dict:
-    """The share of `records` decided wrongly (flagged != risky), with both sides' rates."""
+    """`safevlm.metrics.flag_rates` of the engine's decisions on `records` (error: flagged != risky)."""
     verdicts = engine.classify_batch([load_image(r.image_path) for r in records], [r.prompt for r in records],
                                      thresholds) if records else []
-    safe = engine.taxonomy.safe_type
-    wrong = [v.decision.flagged != (r.type != safe) for r, v in zip(records, verdicts, strict=True)]
-    risky = [w for r, w in zip(records, wrong, strict=True) if r.type != safe]
-    benign = [w for r, w in zip(records, wrong, strict=True) if r.type == safe]
-    return {"n": len(records), "error": sum(wrong) / len(wrong) if wrong else None,
-            "risky_missed": sum(risky) / len(risky) if risky else None,
-            "benign_flagged": sum(benign) / len(benign) if benign else None}
+    return flag_rates([v.decision.flagged for v in verdicts], [r.type != engine.taxonomy.safe_type for r in records])
 
 
 def simulate_annotators(engine: ChatEngine, store: Store, records: list[Record]) -> int:

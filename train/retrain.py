@@ -20,8 +20,9 @@ training), and so do the thresholds unless `--recalibrate` asks for new ones, ca
 one half of the data's val split (the most risky inputs flagged while each group of safe
 inputs is flagged at most half the gate's `--benign-tolerance` more often than the parent
 flagged it; in the proof runs this chose stricter points that cost recall on the other
-half). Before (parent) and after are measured on the cached features of the other half of
-val (the fixed evaluation set) and the held-out feedback.
+half). Before (parent) and after are measured on the cached features of the data's val
+split (the fixed evaluation set; its other half with `--recalibrate`) and the held-out
+feedback.
 
 Gate (README "Retraining and promotion"): promoted only when, on the fixed set, the share
 of risky inputs flagged falls by at most `--risky-tolerance` and the share of benign inputs
@@ -31,7 +32,6 @@ Writes retrain_report.json and .md beside the checkpoint and its registry entry.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -41,11 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from safevlm.assets import ASSETS_DIR
 from safevlm.data.schema import DataError, read_jsonl
 from safevlm.data.splits import split_by_hash
 from safevlm.feedback.thresholds import calibrate, rates
+from safevlm.metrics import flag_rates
 from safevlm.model.bases import load_base
 from safevlm.model.modeling import ADAPTER_DIR, CONFIG_FILE, SafeVLM
 from safevlm.policy import Thresholds, decide
@@ -79,20 +81,10 @@ class RetrainConfig(StageConfig):
 
 
 def decision_rates(model: SafeVLM, examples, thresholds: Thresholds) -> dict:
-    """Risky flagged, benign flagged and the error (flag != risky) of `examples` at `thresholds`."""
+    """`safevlm.metrics.flag_rates` of the head's decisions on cached `examples`."""
     tax = model.taxonomy
-    risky = flagged_risky = benign = flagged_benign = 0
-    for e, (tp, lp) in zip(examples, features.head_probabilities(model, examples), strict=True):
-        flagged = decide(tp, lp, tax, thresholds).flagged
-        if e.type_index != tax.safe_index:
-            risky, flagged_risky = risky + 1, flagged_risky + flagged
-        else:
-            benign, flagged_benign = benign + 1, flagged_benign + flagged
-    n = risky + benign
-    return {"n": n, "risky": risky, "benign": benign,
-            "risky_flagged": flagged_risky / risky if risky else None,
-            "benign_flagged": flagged_benign / benign if benign else None,
-            "error": ((risky - flagged_risky) + flagged_benign) / n if n else None}
+    flagged = [decide(tp, lp, tax, thresholds).flagged for tp, lp in features.head_probabilities(model, examples)]
+    return flag_rates(flagged, [e.type_index != tax.safe_index for e in examples])
 
 
 def gate(before: dict, after: dict, risky_tolerance: float, benign_tolerance: float) -> dict:
@@ -118,28 +110,19 @@ def gate(before: dict, after: dict, risky_tolerance: float, benign_tolerance: fl
     return {"promote": not reasons, "failed": reasons, "checks": checks}
 
 
-def soft_targets(model: SafeVLM, examples, smoothing: float = 0.05) -> list[tuple]:
-    """(example, type target, level target): the labels, smoothed, as distributions."""
+def label_targets(model: SafeVLM, examples, smoothing: float = 0.05) -> list[tuple]:
+    """(example, type target, level target): the labels as smoothed distributions."""
+    def smoothed(index: int, size: int) -> torch.Tensor:
+        return F.one_hot(torch.tensor(index), size).float() * (1 - smoothing) + smoothing / size
+
     tax = model.taxonomy
-    out = []
-    for e in examples:
-        t = torch.full((len(tax.types),), smoothing / len(tax.types))
-        t[e.type_index] += 1 - smoothing
-        lv = torch.full((tax.max_level + 1,), smoothing / (tax.max_level + 1))
-        lv[e.level] += 1 - smoothing
-        out.append((e, t, lv))
-    return out
+    return [(e, smoothed(e.type_index, len(tax.types)), smoothed(e.level, tax.max_level + 1)) for e in examples]
 
 
 def parent_targets(model: SafeVLM, examples) -> list[tuple]:
-    """(example, type target, level target): the parent's own probabilities (temperature 1),
-    so that replay holds the head where it was instead of pulling it toward the labels."""
-    config = model.config
-    model.config = dataclasses.replace(config, type_temperature=1.0, level_temperature=1.0)
-    try:
-        type_logits, level_logits = features.head_logits(model, examples)
-    finally:
-        model.config = config
+    """(example, type target, level target): the parent's own probabilities, so that replay
+    holds the head where it was instead of pulling it toward the labels."""
+    type_logits, level_logits = features.head_logits(model, examples)
     return list(zip(examples, type_logits.softmax(-1), level_logits.softmax(-1), strict=True))
 
 
@@ -153,12 +136,7 @@ def collate_targets(items: list[tuple]) -> dict:
 def target_loss(model: SafeVLM, member: int | None):
     """The safety loss against target distributions: weight x (soft CE type + soft CE level)."""
     def loss_fn(batch: dict) -> dict:
-        saved = model.config
-        model.config = dataclasses.replace(saved, type_temperature=1.0, level_temperature=1.0)
-        try:
-            out = model(batch["grid"], batch["queries"], batch["mask"], member=member)
-        finally:
-            model.config = saved
+        out = model(batch["grid"], batch["queries"], batch["mask"], member=member)
         ce_type = -(batch["type_target"] * out.type_logits.log_softmax(-1)).sum(-1).mean()
         ce_level = -(batch["level_target"] * out.level_logits.log_softmax(-1)).sum(-1).mean()
         return {"loss": model.config.safety_loss_weight * (ce_type + ce_level),
@@ -170,7 +148,7 @@ def target_loss(model: SafeVLM, member: int | None):
 def fit_with_replay(model: SafeVLM, feedback, replay, config: RetrainConfig, out: Path) -> float:
     """Phase A on the feedback (its labels) and the replay (the parent's probabilities, as in
     learning without forgetting), each ensemble member in turn; returns the seconds."""
-    items = soft_targets(model, feedback) + parent_targets(model, replay)
+    items = label_targets(model, feedback) + parent_targets(model, replay)
     model.safety_tokens_llm.requires_grad_(False)
     cfg = loop.config_from_args(config, RETRAIN_DEFAULTS)
     seconds = 0.0
@@ -182,12 +160,13 @@ def fit_with_replay(model: SafeVLM, feedback, replay, config: RetrainConfig, out
     return seconds
 
 
-def halves(examples) -> tuple[list, list]:
-    """The val examples split by a hash of image and prompt: (calibration half, gate half)."""
-    out = {"calibration": [], "gate": []}
+def split_examples(examples, salt: str, second: float) -> tuple[list, list]:
+    """`examples` in two parts by a hash of image and prompt, `second` of them in the second."""
+    parts = ([], [])
     for e in examples:
-        out[split_by_hash(f"retrain:{e.image_key}:{e.record.prompt}", (("calibration", 0.5), ("gate", 0.5)))].append(e)
-    return out["calibration"], out["gate"]
+        key = f"{salt}:{e.image_key}:{' '.join(e.record.prompt.split())}"
+        parts[split_by_hash(key, ((0, 1 - second), (1, second)))].append(e)
+    return parts
 
 
 def safe_flag_rates(model: SafeVLM, examples, thresholds: Thresholds) -> dict[str, float]:
@@ -230,7 +209,7 @@ def enter_registry(parent: Path, registry: Registry) -> Path:
     copy, so that the registry always names a checkpoint in use; later ones start inside."""
     if Registry.is_registry(registry.root):
         return parent
-    baseline = registry.path(f"baseline-{Path(parent).resolve().name}")
+    baseline = registry.path(f"baseline-{parent.resolve().name}")
     shutil.copytree(parent, baseline, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(ENTRY_FILE, "training", "retrain_report.*"))
     registry.register(baseline, parent=str(parent), data_hash="", metrics={},
@@ -252,13 +231,10 @@ def read_feedback(config: RetrainConfig, taxonomy) -> list:
 
 
 def feedback_examples(model: SafeVLM, records: list, config: RetrainConfig, reader):
+    """(trained part, held-out part) of the feedback, by a hash of image and prompt."""
     cache = features.FeatureCache.for_model(config.feedback.parent, model)
     examples = features.build_examples(model, records, cache, reader, desc="feedback")
-    parts = {"fit": [], "held_out": []}
-    for e in examples:
-        key = f"feedback:{e.image_key}:{' '.join(e.record.prompt.split())}"
-        parts[split_by_hash(key, (("fit", 1 - config.holdout), ("held_out", config.holdout)))].append(e)
-    return parts["fit"], parts["held_out"]
+    return split_examples(examples, "feedback", config.holdout)
 
 
 def report_markdown(report: dict) -> str:
@@ -306,17 +282,18 @@ def run(config: RetrainConfig) -> Path:
     small = config.smoke
     val = features.split_examples(model, config.data, "val", reader=reader, limit=16 if small else config.eval_limit,
                                   seed=config.seed)
-    calibration, fixed = halves(val)
+    # recalibrating takes half of val; otherwise the whole of it judges
+    calibration, fixed = split_examples(val, "retrain", 0.5) if config.recalibrate else ([], val)
     replay = features.split_examples(model, config.data, "train", reader=reader,
                                      limit=16 if small else config.replay, seed=config.seed)
     before = {"fixed": decision_rates(model, fixed, thresholds), "held_out": decision_rates(model, held_out, thresholds)}
-    budgets = safe_flag_rates(model, calibration, thresholds)
+    budgets = safe_flag_rates(model, calibration, thresholds) if calibration else {}
 
     share = config.feedback_share
     repeat = max(1, math.ceil(share * len(replay) / ((1 - share) * len(fit)))) if replay else 1
     seconds = fit_with_replay(model, fit * repeat, replay, config, out / "training")
     calibrated = None
-    if config.recalibrate and calibration:  # within half the gate's allowance, so noise rarely fails it
+    if calibration:  # within half the gate's allowance, so noise rarely fails it
         thresholds, calibrated = recalibrate(
             model, calibration, {g: rate + config.benign_tolerance / 2 for g, rate in budgets.items()})
     after = {"fixed": decision_rates(model, fixed, thresholds), "held_out": decision_rates(model, held_out, thresholds)}
@@ -327,7 +304,7 @@ def run(config: RetrainConfig) -> Path:
         shutil.copytree(parent / ADAPTER_DIR, out / ADAPTER_DIR)
     report = {"id": out.name, "parent": checkpoint_label(parent), "feedback": {
                   "file": str(config.feedback), "fit": len(fit), "held_out": len(held_out), "repeat": repeat},
-              "replay": len(replay), "fixed_set": f"{config.data}/val.jsonl, gate half ({len(fixed)} records)",
+              "replay": len(replay), "fixed_set": f"{config.data}/val.jsonl ({len(fixed)} records)",
               "thresholds": thresholds.to_dict(), "recalibration": calibrated, "seconds": round(seconds, 1),
               "before": before, "after": after, "gate": verdict}
     promoted = verdict["promote"] and config.promote
@@ -371,7 +348,12 @@ def register_cli(sub) -> None:
     library never imports training)."""
     p = sub.add_parser("retrain", parents=[parser(add_help=False)], help=__doc__.split("\n\n")[0].strip("`"),
                        description=__doc__.split("\n\n")[0])
-    p.set_defaults(func=lambda args: print(run(RetrainConfig.from_args(args)) / "retrain_report.md") or 0)
+    p.set_defaults(func=cmd_retrain)
+
+
+def cmd_retrain(args) -> int:
+    print(run(RetrainConfig.from_args(args)) / "retrain_report.md")
+    return 0
 
 
 if __name__ == "__main__":
