@@ -7,6 +7,8 @@ import gradio as gr
 from app.annotate import TURN_COLUMNS, AnnotationHandlers, curve_frame
 from app.panel import level_plot, type_plot
 
+TURN_WIDTHS = {"id": "56px", "why": "220px", "created": "150px", "type": "130px", "level": "60px", "prompt": "260px",
+               "answer": "260px", "label": "64px", "👍/👎": "70px", "comment": "180px"}
 CURVE_COLOURS = {"recall": "#b91c1c", "precision": "#2563eb", "false flags": "#ca8a04",
                  "current": "#6b7280", "suggested": "#15803d"}
 
@@ -59,6 +61,8 @@ def annotate_tab(annotation: AnnotationHandlers, lookup: dict) -> None:
             load_btn = gr.Button("Load turns", variant="primary", scale=1)
         table = gr.Dataframe(
             headers=TURN_COLUMNS,
+            # narrow columns for short values, room for the reason, the prompt and the answer
+            column_widths=[TURN_WIDTHS.get(c, "110px") for c in TURN_COLUMNS],
             interactive=False,
             wrap=True,
             max_height=320,
