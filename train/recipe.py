@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/default")
     p.add_argument("--chat-limit", type=int, default=40, help="records judged with the full chat")
-    p.add_argument("--head-ensemble", type=int, default=1,
+    p.add_argument("--head-ensemble", type=int, default=3,
                    help="safety classifiers trained independently and averaged (1 = the paper's single head)")
     p.add_argument("--stage2-steps", type=int, default=None, help="LoRA steps (default: the stage's)")
     p.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
