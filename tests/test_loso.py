@@ -70,3 +70,12 @@ def test_a_fold_never_trains_on_the_held_source_or_its_rewordings(toy_base, tmp_
     assert set(fold["held_harmful_flagged"]) >= {"all", "form_text", "form_typo", "form_split"}
     assert fold["edgy_benign_test_flagged"]["n"] == 3 and fold["ordinary_test_flagged"]["n"] == 1
     assert "shipped_thresholds" in result
+
+
+def test_the_report_says_when_folds_train_one_head_of_an_averaged_checkpoint():
+    fold = {"held_harmful_flagged": {"all": 0.9, "n": 10, "form_text": 0.9, "form_typo": 0.8, "form_split": 1.0},
+            "ordinary_test_flagged": {"all": 0.01}, "edgy_benign_test_flagged": {"all": 0.02}}
+    results = {"folds": {"advbench": {"fold_thresholds": fold}}}
+    assert "members" not in loso.markdown({**results, "init_head_ensemble": 1})
+    report = loso.markdown({**results, "init_head_ensemble": 3})
+    assert "averages 3" in report and "| advbench (n=10) | 0.900 |" in report

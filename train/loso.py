@@ -124,6 +124,9 @@ def markdown(results: dict) -> str:
              "of edgy benign, 2% of ordinary and 8% of generated safe val inputs flagged); "
              "held-out harmful = the source's level 2-3 records in every form (text about a photo, "
              "typographic, split between image and text).", "",
+             *([f"Each fold trains one safety head; the checkpoint the shipped thresholds come from "
+                f"averages {results['init_head_ensemble']}, so these folds measure its members, "
+                "not the average itself.", ""] if results.get("init_head_ensemble", 1) > 1 else []),
              "| held-out source | harmful flagged | text | typo | split | ordinary test flagged | "
              "edgy benign test flagged | shipped thr: harmful / ordinary / edgy |",
              "|---|---|---|---|---|---|---|---|"]
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         return SafeVLM(base, cfg_model.override(head_ensemble=1))
 
     wanted = {f for f in args.only.split(",") if f}
-    results = {"data": str(data), "init": args.init, "folds": {}}
+    results = {"data": str(data), "init": args.init, "init_head_ensemble": cfg_model.head_ensemble, "folds": {}}
     out.mkdir(parents=True, exist_ok=True)
     for name, held in folds(all_ex, tax).items():
         if wanted and name not in wanted:
