@@ -374,3 +374,16 @@ def test_calibration_on_labels_cools_an_overconfident_head_and_draws_the_diagram
     assert (tmp_path / "cal" / "reliability.png").stat().st_size > 1000
     assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["type"]["temperature"] == part["temperature"]
     assert "type: temperature x" in capsys.readouterr().out
+
+
+def test_a_tie_goes_to_the_newest_label_even_within_one_millisecond(tmp_path, monkeypatch):
+    import safevlm.store.core as core
+    from safevlm.feedback.export import feedback_records
+
+    monkeypatch.setattr(core, "now", lambda: "2026-12-05T07:00:00.000Z")  # every label, one moment
+    with Store(tmp_path / "log.db") as store:
+        turn = _turn(store, _image(tmp_path, "one", "red"), "a risky request", probs(illegal_risk=0.3))
+        store.annotate(turn, annotator="ann1", true_type="illegal_risk", true_level=3)
+        store.annotate(turn, annotator="ann2", true_type="illegal_risk", true_level=2)
+        records, _ = feedback_records(store, TAXONOMY)
+    assert [(r["type"], r["level"]) for r in records] == [("illegal_risk", 2)]

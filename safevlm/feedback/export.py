@@ -38,8 +38,9 @@ def _level(turn_label: dict, label_type: str, taxonomy: Taxonomy) -> int:
     return max(1, min(int(level), taxonomy.max_level))
 
 
-def _pick(votes: list[tuple[str | int, str]]):
-    """Majority of (value, created) votes; ties to the most recent vote among the tied."""
+def _pick(votes: list[tuple[str | int, tuple[str, int]]]):
+    """Majority of (value, (created, annotation id)) votes; ties to the most recent vote
+    among the tied (the id orders labels saved within the same millisecond)."""
     counts = Counter(value for value, _ in votes)
     top = max(counts.values())
     tied = {value for value, n in counts.items() if n == top}
@@ -85,7 +86,7 @@ def feedback_records(store, taxonomy: Taxonomy) -> tuple[list[dict], dict]:
                 continue
             level = _level({**turn, **label}, label_type, taxonomy)
             labels.append({"annotator": annotator, "type": label_type, "level": level,
-                           "created": label["created"], "turn": turn})
+                           "created": label["created"], "id": label["id"], "turn": turn})
         if not labels:
             skipped["no usable label"] += 1
             continue
@@ -93,8 +94,8 @@ def feedback_records(store, taxonomy: Taxonomy) -> tuple[list[dict], dict]:
 
     records, pair_types = [], []
     for labels in items.values():
-        label_type = _pick([(lab["type"], lab["created"]) for lab in labels])
-        level = _pick([(lab["level"], lab["created"]) for lab in labels if lab["type"] == label_type])
+        label_type = _pick([(lab["type"], (lab["created"], lab["id"])) for lab in labels])
+        level = _pick([(lab["level"], (lab["created"], lab["id"])) for lab in labels if lab["type"] == label_type])
         turns_of_item = {lab["turn"]["id"]: lab["turn"] for lab in labels}
         newest_turn = max(turns_of_item.values(), key=lambda t: t["id"])
         meta = {"turns": sorted(turns_of_item), "labels": len(labels),
@@ -111,7 +112,7 @@ def feedback_records(store, taxonomy: Taxonomy) -> tuple[list[dict], dict]:
         records.append({"image": newest_turn["image_path"], "prompt": newest_turn["prompt"], "response": response,
                         "type": label_type, "level": level, "source": "annotation", "split": "train", "meta": meta})
         by_annotator = {}
-        for lab in sorted(labels, key=lambda lab: lab["created"]):
+        for lab in sorted(labels, key=lambda lab: (lab["created"], lab["id"])):
             by_annotator[lab["annotator"]] = lab["type"]
         pair_types += list(combinations(by_annotator.values(), 2))
     report = {"turns": len(turns), "records": len(records), "skipped": dict(skipped),
