@@ -1,6 +1,8 @@
 """Leave-one-source-out: which sources are held out together, that a held-out source and
 other sources' rewordings of its requests never reach training, and what a fold reports."""
 
+import json
+
 import torch
 
 from safevlm.config import SafeVLMConfig
@@ -79,3 +81,17 @@ def test_the_report_says_when_folds_train_one_head_of_an_averaged_checkpoint():
     assert "members" not in loso.markdown({**results, "init_head_ensemble": 1})
     report = loso.markdown({**results, "init_head_ensemble": 3})
     assert "averages 3" in report and "| advbench (n=10) | 0.900 |" in report
+
+
+def test_folds_run_one_at_a_time_add_up_to_one_report_only_at_the_same_thresholds(toy_base, tmp_path):
+    model = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4))
+    shipped = Thresholds.default(model.taxonomy)
+    report = tmp_path / "loso.json"
+    assert loso.earlier_folds(report, tmp_path, shipped) == {}
+    fold = {"fold_thresholds": {}, "shipped_thresholds_from": "runs/x/stage1"}
+    report.write_text(json.dumps({"data": str(tmp_path), "shipped_thresholds": shipped.to_dict(),
+                                  "folds": {"advbench": fold}}))
+    assert loso.earlier_folds(report, tmp_path, shipped) == {"advbench": fold}
+    looser = Thresholds({k: v / 2 for k, v in shipped.types.items()}, shipped.level, shipped.responses)
+    assert loso.earlier_folds(report, tmp_path, looser) == {}  # other thresholds: the columns would mix
+    assert loso.earlier_folds(report, tmp_path / "other", shipped) == {}  # other data

@@ -15,6 +15,7 @@ from safevlm.model.modeling import (
     GenerationSettings,
     ImageFeatures,
     SafeVLM,
+    read_weights,
 )
 
 
@@ -128,7 +129,38 @@ def test_save_and_load_round_trip_restores_identical_verdicts(model, toy_base, i
     assert saved["hidden_size"] == 64 and saved["taxonomy"]["safe_type"] == "safe"
     loaded = SafeVLM.from_pretrained(toy_base, tmp_path / "ckpt")
     after = loaded.classify_safety(image_features, *queries).type_probs
-    assert torch.allclose(before, after, atol=2e-3)  # weights are stored in fp16
+    assert torch.allclose(before, after, atol=2e-3)  # matrices stored as int8, the rest fp16
+
+
+def test_weight_matrices_are_stored_as_int8_with_a_scale_per_row(model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model.save_safety_modules(tmp_path)
+    stored = load_file(str(tmp_path / WEIGHTS_FILE))
+    state = model.state_dict()
+    matrices = [k for k, v in state.items() if k.endswith("weight") and v.dim() >= 2]
+    assert matrices and all(stored[k].dtype == torch.int8 for k in matrices)
+    assert stored["safety_tokens_llm.embeddings"].dtype == torch.float16  # tokens are not quantized
+    loaded = read_weights(tmp_path / WEIGHTS_FILE)
+    for k in matrices:  # at most half a step of the row's absmax / 127
+        rows = state[k].reshape(state[k].shape[0], -1)
+        step = rows.abs().amax(1, keepdim=True) / 127
+        assert ((loaded[k].reshape(rows.shape) - rows).abs() <= step / 2 + 1e-7).all()
+    # an int8 matrix whose scales are gone is a damaged file, not weights in the hundreds
+    save_file({k: v for k, v in stored.items() if not k.endswith("@int8_scale")}, str(tmp_path / WEIGHTS_FILE))
+    with pytest.raises(CheckpointError, match="without a scale"):
+        SafeVLM.from_pretrained(model.base, tmp_path)
+
+
+def test_checkpoints_saved_all_in_fp16_still_load(model, toy_base, image_features, tmp_path):
+    from safetensors.torch import save_file
+
+    model.save_safety_modules(tmp_path)  # for the config; then the weights as older releases wrote them
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(tmp_path / WEIGHTS_FILE))
+    queries = model.get_safety_queries(["Steps to pick a lock."])
+    loaded = SafeVLM.from_pretrained(toy_base, tmp_path, load_adapter=False)
+    assert torch.allclose(model.classify_safety(image_features, *queries).type_probs,
+                          loaded.classify_safety(image_features, *queries).type_probs, atol=2e-3)
 
 
 def test_checkpoint_for_another_base_is_refused_with_what_to_pass(model, toy_base, tmp_path):

@@ -118,6 +118,18 @@ def run_fold(name: str, held: set[str], model_factory, train_ex, val_ex, test_ex
     return result
 
 
+def earlier_folds(path: Path, data: Path, shipped: Thresholds) -> dict:
+    """Folds an earlier run wrote to the same report, kept when it scored the same data at the
+    same shipped thresholds: folds run one at a time (`--only`) add up to one table."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("data") != str(data) or earlier.get("shipped_thresholds") != shipped.to_dict():
+        log.warning("%s holds folds of other data or thresholds; starting a new report", path)
+        return {}
+    return earlier.get("folds", {})
+
+
 def markdown(results: dict) -> str:
     lines = ["# Leave-one-source-out: the safety head on public requests it never saw", "",
              "Flagged share at each fold's val-calibrated thresholds (as the recipe calibrates: at most 5% "
@@ -175,13 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         return SafeVLM(base, cfg_model.override(head_ensemble=1))
 
     wanted = {f for f in args.only.split(",") if f}
-    results = {"data": str(data), "init": args.init, "init_head_ensemble": cfg_model.head_ensemble, "folds": {}}
+    results = {"data": str(data), "init": args.init, "init_head_ensemble": cfg_model.head_ensemble,
+               "shipped_thresholds": shipped.to_dict(),
+               "folds": earlier_folds(out / "loso.json", data, shipped)}
     out.mkdir(parents=True, exist_ok=True)
     for name, held in folds(all_ex, tax).items():
         if wanted and name not in wanted:
             continue
         results["folds"][name] = run_fold(name, held, factory, split_ex["train"], split_ex["val"],
                                           split_ex["test"], all_ex, shipped, cfg, out / "runs", args.seed)
+        results["folds"][name]["shipped_thresholds_from"] = args.init
         (out / "loso.json").write_text(json.dumps(results, indent=2) + "\n")
         (out / "loso.md").write_text(markdown(results))
     print(markdown(results))

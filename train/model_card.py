@@ -252,7 +252,9 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         "Safety modules (safety projector, safety tokens sets 1 and 2, safety head)"
         + (" and a LoRA adapter" if adapter else "") + " for the offline `tiny` base: "
         "SmolLM2-135M-Instruct + EfficientNet-Lite0 + RapidOCR. Files: `safevlm_config.json`, "
-        "`safety_modules.safetensors`" + (", `adapter/`" if adapter else "") + ".", "",
+        "`safety_modules.safetensors`" + (", `adapter/`" if adapter else "") + ". The safety "
+        "modules' weight matrices are stored as int8 with one scale per row (the rest in fp16); "
+        "the test-split and app-example results below load the stored file.", "",
         *([] if adapter else [
             "This checkpoint is stage 1 only: no stage 2 LoRA adapter is shipped yet, so flagged "
             "answers are conditioned by the hint and safety tokens on the unmodified LLM.", ""]),

@@ -132,14 +132,12 @@ def fit_head(model: SafeVLM, examples, config: StageConfig, out: Path, suffix: s
 
 def copy_llm_tokens(model: SafeVLM, checkpoint: Path) -> int:
     """Load safety tokens set 2 from another checkpoint of the same base."""
-    from safetensors.torch import load_file
-
-    from safevlm.model.modeling import WEIGHTS_FILE, CheckpointError
+    from safevlm.model.modeling import WEIGHTS_FILE, CheckpointError, read_weights
 
     path = checkpoint / WEIGHTS_FILE
     if not path.exists():
         raise CheckpointError(f"{checkpoint}: no {WEIGHTS_FILE} to take safety tokens set 2 from")
-    state = {k.removeprefix("safety_tokens_llm."): v for k, v in load_file(str(path)).items()
+    state = {k.removeprefix("safety_tokens_llm."): v for k, v in read_weights(path).items()
              if k.startswith("safety_tokens_llm.")}
     own = model.safety_tokens_llm.state_dict()
     if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
