@@ -3,6 +3,7 @@ other sources' rewordings of its requests never reach training, and what a fold 
 
 import json
 
+import pytest
 import torch
 
 from safevlm.config import SafeVLMConfig
@@ -83,15 +84,20 @@ def test_the_report_says_when_folds_train_one_head_of_an_averaged_checkpoint():
     assert "averages 3" in report and "| advbench (n=10) | 0.900 |" in report
 
 
-def test_folds_run_one_at_a_time_add_up_to_one_report_only_at_the_same_thresholds(toy_base, tmp_path):
+def test_folds_run_one_at_a_time_add_up_to_one_report_only_with_the_same_settings(toy_base, tmp_path):
     model = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4))
     shipped = Thresholds.default(model.taxonomy)
+    settings = {"data": str(tmp_path), "shipped_thresholds": shipped.to_dict(), "epochs": 4.0, "seed": 0,
+                "ocr_share": 0.15}
     report = tmp_path / "loso.json"
-    assert loso.earlier_folds(report, tmp_path, shipped) == {}
+    assert loso.earlier_folds(report, settings) == {}
     fold = {"fold_thresholds": {}, "shipped_thresholds_from": "runs/x/stage1"}
-    report.write_text(json.dumps({"data": str(tmp_path), "shipped_thresholds": shipped.to_dict(),
-                                  "folds": {"advbench": fold}}))
-    assert loso.earlier_folds(report, tmp_path, shipped) == {"advbench": fold}
+    report.write_text(json.dumps({"settings": json.loads(json.dumps(settings)), "folds": {"advbench": fold}}))
+    assert loso.earlier_folds(report, settings) == {"advbench": fold}
     looser = Thresholds({k: v / 2 for k, v in shipped.types.items()}, shipped.level, shipped.responses)
-    assert loso.earlier_folds(report, tmp_path, looser) == {}  # other thresholds: the columns would mix
-    assert loso.earlier_folds(report, tmp_path / "other", shipped) == {}  # other data
+    for other in ({**settings, "shipped_thresholds": looser.to_dict()}, {**settings, "seed": 1}):
+        with pytest.raises(loso.LosoError, match="other settings"):  # the columns would mix
+            loso.earlier_folds(report, other)
+    report.write_text('{"settings": {"da')  # a run killed mid-write, before writes were atomic
+    with pytest.raises(loso.LosoError, match="unreadable report"):
+        loso.earlier_folds(report, settings)

@@ -148,7 +148,7 @@ def test_weight_matrices_are_stored_as_int8_with_a_scale_per_row(model, tmp_path
         assert ((loaded[k].reshape(rows.shape) - rows).abs() <= step / 2 + 1e-7).all()
     # an int8 matrix whose scales are gone is a damaged file, not weights in the hundreds
     save_file({k: v for k, v in stored.items() if not k.endswith("@int8_scale")}, str(tmp_path / WEIGHTS_FILE))
-    with pytest.raises(CheckpointError, match="without a scale"):
+    with pytest.raises(CheckpointError, match=r"^\S+: safety\S+weight is int8 without a scale"):
         SafeVLM.from_pretrained(model.base, tmp_path)
 
 
@@ -213,3 +213,17 @@ def test_a_head_ensemble_averages_its_members_and_round_trips(toy_base, image_fe
     with torch.no_grad():
         again = loaded.classify_safety(grid, *queries)
     assert loaded.config.head_ensemble == 3 and torch.allclose(again.type_probs, mean.type_probs, atol=1e-2)
+
+
+def test_safety_tokens_set_2_come_from_another_checkpoint_or_a_clear_error(model, toy_base, tmp_path):
+    from train.stage1_safety import copy_llm_tokens
+
+    model.save_safety_modules(tmp_path / "ckpt")
+    torch.manual_seed(1)
+    other = SafeVLM(toy_base, SafeVLMConfig(base="llava", num_heads=4))
+    assert not torch.allclose(other.safety_tokens_llm.embeddings, model.safety_tokens_llm.embeddings)
+    copy_llm_tokens(other, tmp_path / "ckpt")
+    assert torch.allclose(other.safety_tokens_llm.embeddings, model.safety_tokens_llm.embeddings, atol=1e-3)
+    (tmp_path / "ckpt" / WEIGHTS_FILE).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        copy_llm_tokens(other, tmp_path / "ckpt")

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from safevlm.data.public import PublicRequest, load_map, near_duplicates
+from safevlm.errors import SafeVLMError
 from safevlm.model.bases import load_base
 from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds, decide
@@ -118,16 +119,31 @@ def run_fold(name: str, held: set[str], model_factory, train_ex, val_ex, test_ex
     return result
 
 
-def earlier_folds(path: Path, data: Path, shipped: Thresholds) -> dict:
-    """Folds an earlier run wrote to the same report, kept when it scored the same data at the
-    same shipped thresholds: folds run one at a time (`--only`) add up to one table."""
+class LosoError(SafeVLMError):
+    """A report that cannot be extended; the message says what to do."""
+
+
+def earlier_folds(path: Path, settings: dict) -> dict:
+    """Folds an earlier run wrote to the same report, kept when it ran with the same settings
+    (data, shipped thresholds, epochs, seed, OCR share): folds run one at a time (`--only`) add
+    up to one table. A report of other settings is never overwritten: that is an error."""
     if not path.exists():
         return {}
-    earlier = json.loads(path.read_text())
-    if earlier.get("data") != str(data) or earlier.get("shipped_thresholds") != shipped.to_dict():
-        log.warning("%s holds folds of other data or thresholds; starting a new report", path)
-        return {}
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise LosoError(f"{path}: unreadable report ({e}); move it away or pass another --out") from None
+    differ = sorted(k for k in settings if earlier.get("settings", {}).get(k) != settings[k])
+    if differ:
+        raise LosoError(f"{path} holds folds run with other settings ({', '.join(differ)} differ); "
+                        "pass another --out or move it away")
     return earlier.get("folds", {})
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # a killed run leaves the previous report whole
 
 
 def markdown(results: dict) -> str:
@@ -187,9 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         return SafeVLM(base, cfg_model.override(head_ensemble=1))
 
     wanted = {f for f in args.only.split(",") if f}
+    settings = {"data": str(data.resolve()), "shipped_thresholds": shipped.to_dict(), "epochs": cfg.epochs,
+                "seed": args.seed, "ocr_share": args.ocr_share}
+    try:
+        earlier = earlier_folds(out / "loso.json", settings)
+    except LosoError as e:
+        log.error("%s", e)
+        return 2
     results = {"data": str(data), "init": args.init, "init_head_ensemble": cfg_model.head_ensemble,
-               "shipped_thresholds": shipped.to_dict(),
-               "folds": earlier_folds(out / "loso.json", data, shipped)}
+               "settings": settings, "folds": earlier}
     out.mkdir(parents=True, exist_ok=True)
     for name, held in folds(all_ex, tax).items():
         if wanted and name not in wanted:
@@ -197,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         results["folds"][name] = run_fold(name, held, factory, split_ex["train"], split_ex["val"],
                                           split_ex["test"], all_ex, shipped, cfg, out / "runs", args.seed)
         results["folds"][name]["shipped_thresholds_from"] = args.init
-        (out / "loso.json").write_text(json.dumps(results, indent=2) + "\n")
-        (out / "loso.md").write_text(markdown(results))
+        _write(out / "loso.json", json.dumps(results, indent=2) + "\n")
+        _write(out / "loso.md", markdown(results))
     print(markdown(results))
     return 0
 

@@ -78,7 +78,10 @@ def write_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The fp32 state written by `write_weights`; older all-fp16 files load too."""
-    stored = load_file(str(path))
+    try:
+        stored = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{path}: corrupt or unreadable weights ({_one_line(e)})") from None
     state = {}
     for key, tensor in stored.items():
         if key.endswith(SCALE_SUFFIX):
@@ -462,7 +465,7 @@ class SafeVLM(nn.Module):
             state = read_weights(weights_path)
         except CheckpointError:
             raise
-        except Exception as e:  # safetensors raises its own error types for corrupt files
+        except Exception as e:  # a damaged int8 matrix or scale
             raise CheckpointError(f"{weights_path}: corrupt or unreadable weights ({_one_line(e)})") from None
         try:
             model.load_state_dict({k: v.to(model.device) for k, v in state.items()})
