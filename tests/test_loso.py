@@ -70,7 +70,8 @@ def test_a_fold_never_trains_on_the_held_source_or_its_rewordings(toy_base, tmp_
     assert result["train_examples"] == len(other) + len(safe)
     fold = result["fold_thresholds"]
     assert fold["held_harmful_flagged"]["n"] == 3  # every split and form of the held source
-    assert set(fold["held_harmful_flagged"]) >= {"all", "form_text", "form_typo", "form_split"}
+    assert set(fold["held_harmful_flagged"]) >= {"all", "form_text", "form_typo", "form_split", "type_illegal_risk"}
+    assert fold["held_harmful_flagged"]["n_by_type"] == {"illegal_risk": 3}
     assert fold["edgy_benign_test_flagged"]["n"] == 3 and fold["ordinary_test_flagged"]["n"] == 1
     assert "shipped_thresholds" in result
 
@@ -81,7 +82,10 @@ def test_the_report_says_when_folds_train_one_head_of_an_averaged_checkpoint():
     results = {"folds": {"advbench": {"fold_thresholds": fold}}}
     assert "members" not in loso.markdown({**results, "init_head_ensemble": 1})
     report = loso.markdown({**results, "init_head_ensemble": 3})
-    assert "averages 3" in report and "| advbench (n=10) | 0.900 |" in report
+    assert "averages 3" in report and "| advbench (n=10) | 0.900 |" in report and "| 1.000 | - |" in report
+    fold["held_harmful_flagged"].update(type_privacy=0.5, type_illegal_risk=0.95,
+                                        n_by_type={"privacy": 4, "illegal_risk": 6})
+    assert "| privacy 0.500 (n=4) |" in loso.markdown(results)  # the weakest risk type of the held source
 
 
 def test_folds_run_one_at_a_time_add_up_to_one_report_only_with_the_same_settings(toy_base, tmp_path):

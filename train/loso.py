@@ -73,16 +73,18 @@ def folds(examples, taxonomy) -> dict[str, set[str]]:
 
 
 def flag_rates(model, examples, thresholds: Thresholds) -> dict:
-    """Flagged share per form for a list of examples."""
+    """Flagged share overall, per form and per risk type for a list of examples."""
     if not examples:
         return {}
     probs = head_probabilities(model, examples)
     flags = [decide(t, lv, model.taxonomy, thresholds).flagged for t, lv in probs]
-    by_form: dict[str, list[bool]] = defaultdict(list)
+    groups: dict[str, list[bool]] = defaultdict(list)
     for e, f in zip(examples, flags, strict=True):
-        by_form[e.record.meta.get("form", "other")].append(f)
+        groups[f"form_{e.record.meta.get('form', 'other')}"].append(f)
+        groups[f"type_{e.record.type}"].append(f)
     out = {"all": round(sum(flags) / len(flags), 4), "n": len(flags)}
-    out.update({f"form_{k}": round(sum(v) / len(v), 4) for k, v in sorted(by_form.items())})
+    out.update({k: round(sum(v) / len(v), 4) for k, v in sorted(groups.items())})
+    out["n_by_type"] = {k.removeprefix("type_"): len(v) for k, v in sorted(groups.items()) if k.startswith("type_")}
     return out
 
 
@@ -155,17 +157,20 @@ def markdown(results: dict) -> str:
              *([f"Each fold trains one safety head; the checkpoint the shipped thresholds come from "
                 f"averages {results['init_head_ensemble']}, so these folds measure its members, "
                 "not the average itself.", ""] if results.get("init_head_ensemble", 1) > 1 else []),
-             "| held-out source | harmful flagged | text | typo | split | ordinary test flagged | "
+             "| held-out source | harmful flagged | text | typo | split | weakest risk type | ordinary test flagged | "
              "edgy benign test flagged | shipped thr: harmful / ordinary / edgy |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["folds"].items():
         f = r["fold_thresholds"]
         h = f["held_harmful_flagged"]
         s = r.get("shipped_thresholds")
         shipped = (f"{s['held_harmful_flagged']['all']:.3f} / {s['ordinary_test_flagged']['all']:.3f} / "
                    f"{s['edgy_benign_test_flagged']['all']:.3f}") if s else "-"
+        types = {k.removeprefix("type_"): v for k, v in h.items() if k.startswith("type_")}
+        weak = min(types, key=types.get) if types else None
+        weakest = f"{weak} {types[weak]:.3f} (n={h['n_by_type'][weak]})" if weak else "-"
         lines.append(f"| {name} (n={h['n']}) | {h['all']:.3f} | {h.get('form_text', float('nan')):.3f} | "
-                     f"{h.get('form_typo', float('nan')):.3f} | {h.get('form_split', float('nan')):.3f} | "
+                     f"{h.get('form_typo', float('nan')):.3f} | {h.get('form_split', float('nan')):.3f} | {weakest} | "
                      f"{f['ordinary_test_flagged']['all']:.3f} | {f['edgy_benign_test_flagged']['all']:.3f} | "
                      f"{shipped} |")
     return "\n".join(lines) + "\n"
