@@ -57,3 +57,18 @@ def test_a_head_trained_on_train_and_val_says_so_and_which_numbers_are_the_first
     assert "trained anew on train+val" in card and "the val numbers above are the first head's" in card
     write_stage1(tmp_path / "other", trained_on="train")
     assert "train+val" not in write_model_card(tmp_path / "data", tmp_path / "other", tmp_path / "C2.md").read_text()
+
+
+def test_sources_barely_found_when_held_out_are_a_stated_limitation(tmp_path):
+    run = tmp_path / "run"
+    (run / "loso").mkdir(parents=True)
+
+    def fold(rate):
+        return {"fold_thresholds": {"held_harmful_flagged": {"all": rate, "n": 10, "form_text": rate}}}
+
+    (run / "loso" / "loso.json").write_text(json.dumps({"folds": {"advbench": fold(0.91), "privacy_src": fold(0.28),
+                                                                  "physical": fold(0.019)}}))
+    limits = write_model_card(tmp_path / "data", run, tmp_path / "CARD.md").read_text().split("## Limitations")[1]
+    assert "flagged under 50%: physical 1.9%, privacy_src 28.0%." in limits and "advbench" not in limits
+    (run / "loso" / "loso.json").write_text(json.dumps({"folds": {"advbench": fold(0.91)}}))
+    assert "Held out of training whole" not in write_model_card(tmp_path / "data", run, tmp_path / "C2.md").read_text()

@@ -239,6 +239,19 @@ def _external_section(results: dict) -> list[str]:
     return rows
 
 
+def _loso_limitation(loso: dict, below: float = 0.5) -> list[str]:
+    """The kinds of risk the head barely finds when their source is held out whole."""
+    weak = sorted((r["fold_thresholds"]["held_harmful_flagged"]["all"], name)
+                  for name, r in loso.get("folds", {}).items()
+                  if r["fold_thresholds"]["held_harmful_flagged"]["all"] < below)
+    if not weak:
+        return []
+    return ["- Held out of training whole, these sources' harmful requests are flagged under "
+            f"{below:.0%}: " + ", ".join(f"{name} {rate:.1%}" for rate, name in weak) + ". The head finds "
+            "them when their own training split is in its data; expect misses on kinds of risk "
+            "that no training source covers (see Leave-one-source-out)."]
+
+
 def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = None) -> Path:
     summary = _load(data / "summary.json")
     recipe = _load(run / "recipe.json")
@@ -328,6 +341,7 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
               "- Synthetic training data: real-world risky images (photos of weapons, drugs, "
               "violence) are barely covered; ImageNet features see little of them.",
               "- The reader (OCR) decides what typographic text the head sees; text it misses is invisible.",
-              "- Refusal judgement is a phrase list; small samples give wide error bars.", ""]
+              "- Refusal judgement is a phrase list; small samples give wide error bars.",
+              *_loso_limitation(_load(run / "loso" / "loso.json")), ""]
     path.write_text("\n".join(lines))
     return path
