@@ -247,9 +247,9 @@ def _loso_limitation(loso: dict, below: float = 0.5) -> list[str]:
     if not weak:
         return []
     return ["- Held out of training whole, these sources' harmful requests are flagged under "
-            f"{below:.0%}: " + ", ".join(f"{name} {rate:.1%}" for rate, name in weak) + ". The head finds "
-            "them when their own training split is in its data; expect misses on kinds of risk "
-            "that no training source covers (see Leave-one-source-out)."]
+            f"{below:.0%}: " + ", ".join(f"{name} {rate:.1%}" for rate, name in weak) + ". What the shipped head "
+            "catches of these kinds it owes to their own training splits; expect misses on kinds of "
+            "risk that no training source covers (see Leave-one-source-out)."]
 
 
 def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = None) -> Path:
