@@ -132,7 +132,8 @@ def fit_head(model: SafeVLM, examples, config: StageConfig, out: Path, suffix: s
 
 def copy_llm_tokens(model: SafeVLM, checkpoint: Path) -> int:
     """Load safety tokens set 2 from another checkpoint of the same base."""
-    from safevlm.model.modeling import WEIGHTS_FILE, CheckpointError, read_weights
+    from safevlm.model.modeling import WEIGHTS_FILE
+    from safevlm.model.storage import CheckpointError, read_weights
 
     path = checkpoint / WEIGHTS_FILE
     if not path.exists():

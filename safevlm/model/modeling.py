@@ -19,14 +19,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
 from safevlm.config import SafeVLMConfig
-from safevlm.errors import SafeVLMError
 from safevlm.model.bases import IMAGE_PLACEHOLDER, Base
 from safevlm.model.modules import SafetyHead, SafetyMember, SafetyProjector, SafetyTokens
+from safevlm.model.storage import CheckpointError, one_line, read_weights, write_weights
 from safevlm.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -37,62 +36,6 @@ CONFIG_FILE = "safevlm_config.json"
 WEIGHTS_FILE = "safety_modules.safetensors"
 ADAPTER_DIR = "adapter"
 MAX_QUERY_TOKENS = 256
-
-
-def _one_line(error: Exception, limit: int = 300) -> str:
-    """An exception's text on one line, cut to `limit` characters: for one-line CLI/app errors."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class CheckpointError(SafeVLMError, RuntimeError):
-    """A checkpoint that cannot be loaded onto this base; the message says what to pass."""
-
-
-# ---------------------------------------------------------------------- weights on disk
-# The projector's and head's weight matrices are stored as int8 with one fp32 scale per
-# output row (symmetric, absmax / 127): a quarter of fp32, half of fp16, which keeps a
-# three-member ensemble near 11 MB. Everything else (biases, norms, safety tokens) is fp16.
-# The error per weight is at most half a step, absmax / 254 of its row.
-SCALE_SUFFIX = "@int8_scale"
-
-
-def _quantized(key: str, tensor: torch.Tensor) -> bool:
-    return key.endswith("weight") and tensor.dim() >= 2
-
-
-def write_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    out = {}
-    for key, tensor in state.items():
-        tensor = tensor.detach().float().cpu()
-        if _quantized(key, tensor):
-            rows = tensor.reshape(tensor.shape[0], -1)
-            scale = rows.abs().amax(1).clamp_min(1e-12) / 127
-            out[key] = (rows / scale[:, None]).round().clamp(-127, 127).to(torch.int8).reshape(tensor.shape)
-            out[key + SCALE_SUFFIX] = scale
-        else:
-            out[key] = tensor.half()
-    save_file({k: v.contiguous() for k, v in out.items()}, str(path),
-              metadata={**metadata, "weights": "int8 per-row matrices, fp16 rest"})
-
-
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The fp32 state written by `write_weights`; older all-fp16 files load too."""
-    try:
-        stored = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"{path}: corrupt or unreadable weights ({_one_line(e)})") from None
-    state = {}
-    for key, tensor in stored.items():
-        if key.endswith(SCALE_SUFFIX):
-            continue
-        scale = stored.get(key + SCALE_SUFFIX)
-        if tensor.dtype == torch.int8:
-            if scale is None or scale.shape != tensor.shape[:1]:
-                raise CheckpointError(f"{path}: {key} is int8 without a scale per row; the file is damaged")
-            tensor = tensor.float() * scale.float().reshape(-1, *[1] * (tensor.dim() - 1))
-        state[key] = tensor.float()
-    return state
 
 
 @dataclass
@@ -460,18 +403,18 @@ class SafeVLM(nn.Module):
         try:
             model = cls(base, config)
         except (ValueError, AssertionError, RuntimeError) as e:
-            raise CheckpointError(f"{config_path}: the config does not fit this base ({_one_line(e)})") from None
+            raise CheckpointError(f"{config_path}: the config does not fit this base ({one_line(e)})") from None
         try:
             state = read_weights(weights_path)
         except CheckpointError:
             raise
         except Exception as e:  # a damaged int8 matrix or scale
-            raise CheckpointError(f"{weights_path}: corrupt or unreadable weights ({_one_line(e)})") from None
+            raise CheckpointError(f"{weights_path}: corrupt or unreadable weights ({one_line(e)})") from None
         try:
             model.load_state_dict({k: v.to(model.device) for k, v in state.items()})
         except RuntimeError as e:
             raise CheckpointError(
-                f"{weights_path} does not fit the modules built from its config: {_one_line(e)}"
+                f"{weights_path} does not fit the modules built from its config: {one_line(e)}"
             ) from None
         adapter = directory / ADAPTER_DIR
         if load_adapter and (adapter / "adapter_config.json").exists():
@@ -480,7 +423,7 @@ class SafeVLM(nn.Module):
             try:
                 base.lm = PeftModel.from_pretrained(base.lm, str(adapter))
             except Exception as e:  # peft raises JSON, safetensors, key and shape errors
-                raise CheckpointError(f"{adapter}: unreadable LoRA adapter ({_one_line(e)})") from None
+                raise CheckpointError(f"{adapter}: unreadable LoRA adapter ({one_line(e)})") from None
             base.lm.eval()
             log.info("loaded LoRA adapter from %s", adapter)
         return model.eval()
