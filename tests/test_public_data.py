@@ -205,6 +205,25 @@ def test_the_shipped_edgy_families_are_many_and_balanced():
     assert len({r.pattern for r in rows}) >= 8
 
 
+def test_no_edgy_request_copies_a_public_request():
+    """The families are the project's own writing: a copied public request would also leak a
+    held-out source into training during leave-one-source-out evaluation."""
+    copied = {public.normalize(r.text) for r in load_public(TAX, vendored(), limits={})}
+    clashes = sorted(r.text for r in load_edgy(TAX) if public.normalize(r.text) in copied)
+    assert not clashes, clashes[:5]
+
+
+# Kinds that barely transferred between public sources (LOSO, docs/experiments.md): each needs
+# project-written contrasts in the train split, benign and harmful.
+WEAK_KINDS = ("unsafe_advice", "personal_data", "stereotype_question", "org_secrets")
+
+
+@pytest.mark.parametrize("pattern", WEAK_KINDS)
+def test_weak_kinds_have_contrasts_to_train_on(pattern):
+    train = [r for r in load_edgy(TAX) if r.pattern == pattern and r.split == "train"]
+    assert sum(r.level == 0 for r in train) >= 20 and sum(r.level >= 2 for r in train) >= 20
+
+
 def test_each_form_draws_the_request_with_its_labels():
     from safevlm.data.generator.kinds import Sources
     from safevlm.data.generator.kinds.forms import build_forms, photo_pool
