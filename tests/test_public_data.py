@@ -213,15 +213,23 @@ def test_no_edgy_request_copies_a_public_request():
     assert not clashes, clashes[:5]
 
 
-# Kinds that barely transferred between public sources (LOSO, docs/experiments.md): each needs
-# project-written contrasts in the train split, benign and harmful.
+# Kinds that barely transferred between public sources (LOSO, docs/experiments.md): the
+# project's families for them are evaluation-only (training on them cost FigStep 20 points, r17).
 WEAK_KINDS = ("unsafe_advice", "personal_data", "stereotype_question", "org_secrets")
 
 
 @pytest.mark.parametrize("pattern", WEAK_KINDS)
-def test_weak_kinds_have_contrasts_to_train_on(pattern):
-    train = [r for r in load_edgy(TAX) if r.pattern == pattern and r.split == "train"]
-    assert sum(r.level == 0 for r in train) >= 20 and sum(r.level >= 2 for r in train) >= 20
+def test_weak_kinds_are_held_out_families_with_both_sides(pattern):
+    rows = [r for r in load_edgy(TAX) if r.pattern == pattern]
+    assert {r.split for r in rows} == {"test"}
+    assert sum(r.level == 0 for r in rows) >= 20 and sum(r.level >= 2 for r in rows) >= 20
+
+
+def test_a_family_can_be_pinned_to_a_split():
+    assert family_split(FAMILY_A["id"]) != "val"  # so the pin below is what moves it
+    assert {r.split for r in expand_family({**FAMILY_A, "split": "val"}, TAX)} == {"val"}
+    with pytest.raises(DataError, match="split must be one of"):
+        expand_family({**FAMILY_A, "split": "holdout"}, TAX)
 
 
 def test_each_form_draws_the_request_with_its_labels():
@@ -262,7 +270,7 @@ def test_a_family_limited_to_text_is_never_drawn():
     with pytest.raises(DataError, match="forms must be"):
         expand_family({**family, "forms": ["poster"]}, TAX)
     limited = {f["id"] for f in json.loads((ASSETS_DIR / "data" / "edgy_pairs.json").read_text())["families"]
-               if f.get("forms") == ["text"]}
+               if f.get("forms") == ["text"] and "split" not in f}  # trained on, text only
     assert "figurative-idioms-violence" in limited and len(limited) == 7
 
 

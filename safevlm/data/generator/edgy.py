@@ -4,7 +4,8 @@ filler into `PublicRequest`s of family "edgy".
 
 Split by family (hash of its id): test families are never seen in training, so the
 held-out edgy false-flag rate measures requests whose whole pattern instance is new. A
-family's benign and harmful halves share its split and a pair `group` per template.
+family's "split" field pins it instead ("test": an evaluation-only family, never trained
+on). A family's benign and harmful halves share its split and a pair `group` per template.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from safevlm.taxonomy import Taxonomy
 FILE = "edgy_pairs.json"
 SOURCE = "safevlm-edgy"
 EDGY_SPLITS = (("train", 0.65), ("val", 0.12), ("test", 0.23))
+SPLIT_NAMES = tuple(name for name, _ in EDGY_SPLITS)
 
 
 def family_split(family_id: str) -> str:
@@ -47,7 +49,9 @@ def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
                  "harmful": [(t, f) for t in family["harmful_templates"] for f in family["fillers"]]}
     else:
         raise DataError(f"{FILE}: family {fid}: needs 'templates' or 'fillers'")
-    split, pattern = family_split(fid), family.get("pattern", "")
+    split, pattern = family.get("split") or family_split(fid), family.get("pattern", "")
+    if split not in SPLIT_NAMES:
+        raise DataError(f"{FILE}: family {fid}: split must be one of {', '.join(SPLIT_NAMES)}")
     forms = family.get("forms")
     if forms is not None and (not forms or not set(forms) <= set(FORMS)):
         raise DataError(f"{FILE}: family {fid}: forms must be a non-empty list of {', '.join(FORMS)}")
