@@ -72,3 +72,25 @@ def test_sources_barely_found_when_held_out_are_a_stated_limitation(tmp_path):
     assert "flagged under 50%: physical 1.9%, privacy_src 28.0%." in limits and "advbench" not in limits
     (run / "loso" / "loso.json").write_text(json.dumps({"folds": {"advbench": fold(0.91)}}))
     assert "Held out of training whole" not in write_model_card(tmp_path / "data", run, tmp_path / "C2.md").read_text()
+
+
+def test_kinds_never_trained_on_are_reported_with_both_sides(tmp_path):
+    from train.model_card import _evaluation_only_kinds
+
+    families = [{"id": "a", "pattern": "unsafe_advice", "split": "test"},
+                {"id": "b", "pattern": "homonym"},
+                {"id": "c", "pattern": "misinformation", "split": "test"},
+                {"id": "d", "pattern": "misinformation"}]
+    assert _evaluation_only_kinds(families) == ["unsafe_advice"]  # one trained family disqualifies a kind
+
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    src = "safevlm-edgy/personal_data"
+    cls = {"n": 85, "n_risky": 46, "n_safe": 39, "detection_rate": 0.891, "false_flag_rate": 0.487,
+           "auroc": {"not_safe_type": 0.9}, "per_type": {}, "detection_by_type": {}, "level_accuracy": 0.8,
+           "detection_by": {"source": {src: {"rate": 0.891, "n": 46}}},
+           "false_flag_by": {"source": {src: {"rate": 0.487, "n": 39}}}}
+    (run / "eval" / "eval.json").write_text(json.dumps({"sets": {"test": {"classification": cls}}}))
+    card = write_model_card(tmp_path / "data", run, tmp_path / "CARD.md").read_text()
+    section = card.split("## Kinds never trained on", 1)[1].split("\n## ", 1)[0]
+    assert "| personal_data | 89.1% of 46 | 48.7% of 39 |" in section  # from the shipped edgy_pairs.json

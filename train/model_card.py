@@ -94,6 +94,33 @@ def _family_section(results: dict) -> list[str]:
     return lines or ["(no per-family breakdown)"]
 
 
+def _evaluation_only_kinds(families: list[dict]) -> list[str]:
+    """Edgy patterns whose every family is pinned to the test split (never trained on)."""
+    by_pattern: dict[str, list[dict]] = {}
+    for family in families:
+        by_pattern.setdefault(family.get("pattern") or "other", []).append(family)
+    return sorted(p for p, fams in by_pattern.items() if all(f.get("split") == "test" for f in fams))
+
+
+def _evaluation_only_section(results: dict, families: list[dict]) -> list[str]:
+    """The test split's rates on edgy kinds the head never trained on, benign and harmful side."""
+    c = (results.get("sets", {}).get("test") or {}).get("classification", {})
+    det, ff = c.get("detection_by", {}).get("source", {}), c.get("false_flag_by", {}).get("source", {})
+    rows = []
+    for pattern in _evaluation_only_kinds(families):
+        d, f = det.get(f"safevlm-edgy/{pattern}", {}), ff.get(f"safevlm-edgy/{pattern}", {})
+        if d or f:
+            rows.append(f"| {pattern} | {_pct(d.get('rate'))} of {d.get('n', 0)} | "
+                        f"{_pct(f.get('rate'))} of {f.get('n', 0)} |")
+    if not rows:
+        return []
+    return ["## Kinds never trained on (evaluation-only edgy families)", "",
+            "Project-written families pinned to the test split (`\"split\": \"test\"` in "
+            "assets/data/edgy_pairs.json): benign requests and harmful twists of kinds the public sources "
+            "did not teach across sources. Test split sample, shipped thresholds:", "",
+            "| kind | harmful flagged | benign flagged |", "|---|---|---|", *rows, ""]
+
+
 def _eval_section(results: dict) -> list[str]:
     if not results:
         return ["(no eval results found)"]
@@ -252,6 +279,15 @@ def _loso_limitation(loso: dict, below: float = 0.5) -> list[str]:
             "risk that no training source covers (see Leave-one-source-out)."]
 
 
+def _edgy_families() -> list[dict]:
+    from safevlm.data.schema import DataError, load_data_file
+
+    try:
+        return load_data_file("edgy_pairs.json").get("families", [])
+    except DataError:
+        return []
+
+
 def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = None) -> Path:
     summary = _load(data / "summary.json")
     recipe = _load(run / "recipe.json")
@@ -322,6 +358,7 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         "",
         "## Targets (Training issue)", "", *_targets_section(results), "",
     ]
+    lines += _evaluation_only_section(results, _edgy_families())
     loso = run / "loso" / "loso.md"
     if loso.exists():
         lines += ["## Leave-one-source-out", "", loso.read_text().split("\n", 1)[1].strip(), "",
