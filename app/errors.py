@@ -3,15 +3,11 @@ the one line the browser shows for them. Decides no edge itself: the handlers ca
 
 import gradio as gr
 
-from safevlm.errors import UserError
+from safevlm.errors import UserError, one_line  # noqa: F401 (the app's handlers import it from here)
 
 # The one-line errors a person can fix (an image, a prompt, thresholds, a mode, a request);
 # anything else, a bare ValueError included, is a bug: logged and shown generically.
 USER_ERRORS = (UserError,)
-
-
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def shown(error: BaseException) -> gr.Error:

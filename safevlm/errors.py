@@ -11,3 +11,9 @@ class SafeVLMError(Exception):
 
 class UserError(SafeVLMError):
     """An input a person sent that cannot be used (image, prompt, thresholds, mode, request)."""
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line, cut to `limit` characters: for one-line CLI/app errors."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -75,13 +75,13 @@ def test_sources_barely_found_when_held_out_are_a_stated_limitation(tmp_path):
 
 
 def test_kinds_never_trained_on_are_reported_with_both_sides(tmp_path):
-    from train.model_card import _evaluation_only_kinds
+    from safevlm.data.generator.edgy import evaluation_only_patterns
 
     families = [{"id": "a", "pattern": "unsafe_advice", "split": "test"},
                 {"id": "b", "pattern": "homonym"},
                 {"id": "c", "pattern": "misinformation", "split": "test"},
                 {"id": "d", "pattern": "misinformation"}]
-    assert _evaluation_only_kinds(families) == ["unsafe_advice"]  # one trained family disqualifies a kind
+    assert evaluation_only_patterns(families) == ["unsafe_advice"]  # one trained family disqualifies a kind
 
     run = tmp_path / "run"
     (run / "eval").mkdir(parents=True)

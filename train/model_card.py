@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safevlm.data.generator.edgy import SOURCE, evaluation_only_patterns, load_families
+
 
 def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
@@ -94,21 +96,13 @@ def _family_section(results: dict) -> list[str]:
     return lines or ["(no per-family breakdown)"]
 
 
-def _evaluation_only_kinds(families: list[dict]) -> list[str]:
-    """Edgy patterns whose every family is pinned to the test split (never trained on)."""
-    by_pattern: dict[str, list[dict]] = {}
-    for family in families:
-        by_pattern.setdefault(family.get("pattern") or "other", []).append(family)
-    return sorted(p for p, fams in by_pattern.items() if all(f.get("split") == "test" for f in fams))
-
-
 def _evaluation_only_section(results: dict, families: list[dict]) -> list[str]:
     """The test split's rates on edgy kinds the head never trained on, benign and harmful side."""
     c = (results.get("sets", {}).get("test") or {}).get("classification", {})
     det, ff = c.get("detection_by", {}).get("source", {}), c.get("false_flag_by", {}).get("source", {})
     rows = []
-    for pattern in _evaluation_only_kinds(families):
-        d, f = det.get(f"safevlm-edgy/{pattern}", {}), ff.get(f"safevlm-edgy/{pattern}", {})
+    for pattern in evaluation_only_patterns(families):
+        d, f = det.get(f"{SOURCE}/{pattern}", {}), ff.get(f"{SOURCE}/{pattern}", {})
         if d or f:
             rows.append(f"| {pattern} | {_pct(d.get('rate'))} of {d.get('n', 0)} | "
                         f"{_pct(f.get('rate'))} of {f.get('n', 0)} |")
@@ -279,15 +273,6 @@ def _loso_limitation(loso: dict, below: float = 0.5) -> list[str]:
             "risk that no training source covers (see Leave-one-source-out)."]
 
 
-def _edgy_families() -> list[dict]:
-    from safevlm.data.schema import DataError, load_data_file
-
-    try:
-        return load_data_file("edgy_pairs.json").get("families", [])
-    except DataError:
-        return []
-
-
 def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = None) -> Path:
     summary = _load(data / "summary.json")
     recipe = _load(run / "recipe.json")
@@ -358,7 +343,7 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         "",
         "## Targets (Training issue)", "", *_targets_section(results), "",
     ]
-    lines += _evaluation_only_section(results, _edgy_families())
+    lines += _evaluation_only_section(results, load_families())
     loso = run / "loso" / "loso.md"
     if loso.exists():
         lines += ["## Leave-one-source-out", "", loso.read_text().split("\n", 1)[1].strip(), "",

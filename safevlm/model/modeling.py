@@ -23,9 +23,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from safevlm.config import SafeVLMConfig
+from safevlm.errors import one_line
 from safevlm.model.bases import IMAGE_PLACEHOLDER, Base
 from safevlm.model.modules import SafetyHead, SafetyMember, SafetyProjector, SafetyTokens
-from safevlm.model.storage import CheckpointError, one_line, read_weights, write_weights
+from safevlm.model.storage import CheckpointError, read_weights, write_weights
 from safevlm.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 
 log = logging.getLogger(__name__)

@@ -13,13 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from safevlm.errors import SafeVLMError
-
-
-def one_line(error: Exception, limit: int = 300) -> str:
-    """An exception's text on one line, cut to `limit` characters: for one-line CLI/app errors."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+from safevlm.errors import SafeVLMError, one_line
 
 
 class CheckpointError(SafeVLMError, RuntimeError):

@@ -73,12 +73,24 @@ def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
     return out
 
 
-def load_edgy(taxonomy: Taxonomy, path: str = FILE) -> list[PublicRequest]:
+def load_families(path: str = FILE) -> list[dict]:
+    """The families as written in the data file (none when it is absent)."""
     try:
-        data = load_data_file(path)
+        return load_data_file(path).get("families", [])
     except DataError:
         return []
-    families = data.get("families", [])
+
+
+def evaluation_only_patterns(families: list[dict]) -> list[str]:
+    """Patterns whose every family is pinned to the test split: kinds never trained on."""
+    by_pattern: dict[str, list[dict]] = {}
+    for family in families:
+        by_pattern.setdefault(family.get("pattern") or "other", []).append(family)
+    return sorted(p for p, fams in by_pattern.items() if all(f.get("split") == "test" for f in fams))
+
+
+def load_edgy(taxonomy: Taxonomy, path: str = FILE) -> list[PublicRequest]:
+    families = load_families(path)
     ids = [f.get("id") for f in families]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
