@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from safevlm.errors import SafeVLMError
-from safevlm.feedback.labels import write_text_atomically
+from safevlm.files import write_atomically
 
 ENTRY_FILE = "entry.json"
 PROMOTED_FILE = "promoted.json"
@@ -120,7 +120,7 @@ class Registry:
         self.check_target(folder)
         entry = Entry(id=folder.name, parent=parent, data_hash=data_hash,
                       date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), metrics=metrics, note=note)
-        write_text_atomically(entry.to_json(), folder / ENTRY_FILE)
+        write_atomically(folder / ENTRY_FILE, entry.to_json())
         return entry
 
     def promote(self, entry_id: str, gate: dict | None = None) -> Entry:
@@ -128,5 +128,5 @@ class Registry:
         entry = self.get(entry_id)
         record = {"id": entry.id, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "previous": self.promoted_id(), "gate": gate or {}}
-        write_text_atomically(json.dumps(record, indent=2) + "\n", self.root / PROMOTED_FILE)
+        write_atomically(self.root / PROMOTED_FILE, json.dumps(record, indent=2) + "\n")
         return entry

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from safevlm.data.public import PublicRequest, load_map, near_duplicates
 from safevlm.errors import SafeVLMError
+from safevlm.files import write_atomically
 from safevlm.model.bases import load_base
 from safevlm.model.modeling import SafeVLM
 from safevlm.policy import Thresholds, decide
@@ -142,12 +143,6 @@ def earlier_folds(path: Path, settings: dict) -> dict:
     return earlier.get("folds", {})
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # a killed run leaves the previous report whole
-
-
 def markdown(results: dict) -> str:
     lines = ["# Leave-one-source-out: the safety head on public requests it never saw", "",
              "Flagged share at each fold's val-calibrated thresholds (as the recipe calibrates: at most 5% "
@@ -224,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         results["folds"][name] = run_fold(name, held, factory, split_ex["train"], split_ex["val"],
                                           split_ex["test"], all_ex, shipped, cfg, out / "runs", args.seed)
         results["folds"][name]["shipped_thresholds_from"] = args.init
-        _write(out / "loso.json", json.dumps(results, indent=2) + "\n")
-        _write(out / "loso.md", markdown(results))
+        # a killed run leaves the previous report whole
+        write_atomically(out / "loso.json", json.dumps(results, indent=2) + "\n")
+        write_atomically(out / "loso.md", markdown(results))
     print(markdown(results))
     return 0
 

@@ -23,7 +23,8 @@ from collections import Counter, defaultdict
 from itertools import combinations
 from pathlib import Path
 
-from safevlm.feedback.labels import FeedbackError, truth, write_text_atomically
+from safevlm.feedback.labels import FeedbackError, truth
+from safevlm.files import write_atomically
 from safevlm.taxonomy import Taxonomy
 
 GOOD_RATING = 4
@@ -127,4 +128,4 @@ def feedback_records(store, taxonomy: Taxonomy) -> tuple[list[dict], dict]:
 
 def write_records(records: list[dict], path: str | Path) -> Path:
     """The records as JSONL, written atomically (a failed export leaves the old file)."""
-    return write_text_atomically("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), path)
+    return write_atomically(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

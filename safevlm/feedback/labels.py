@@ -9,13 +9,12 @@ policy file that `policy.load_policy` (and the app, via SAFEVLM_POLICY) reads ba
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from safevlm.errors import SafeVLMError
 from safevlm.feedback.thresholds import rates, suggest_thresholds, type_curves
+from safevlm.files import write_atomically
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import Taxonomy
 
@@ -77,23 +76,9 @@ def threshold_policy(turns: list[dict], taxonomy: Taxonomy, current: Thresholds,
     }
 
 
-def write_text_atomically(text: str, path: str | Path) -> Path:
-    """Write via a temporary file and a rename: a failed write leaves an existing file as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
-
-
 def write_policy(policy: dict, path: str | Path) -> Path:
     """The policy file, written atomically."""
-    return write_text_atomically(json.dumps(policy, indent=2) + "\n", path)
+    return write_atomically(path, json.dumps(policy, indent=2) + "\n")
 
 
 def summary(policy: dict, taxonomy: Taxonomy) -> str:

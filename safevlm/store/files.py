@@ -6,10 +6,9 @@ become StoreError naming the path. Knows nothing of SQLite or of what the bytes 
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
+from safevlm import files
 from safevlm.store.errors import StoreError
 
 
@@ -26,19 +25,10 @@ def make_dir(folder: Path) -> None:
 def write_atomically(target: Path, data: bytes, fix: str) -> None:
     """Readers see the old file or the new one, never half of it; `fix` ends the error message.
 
-    The temp name (`.<name>.<hex>.tmp`) is one that retention's orphan sweep recognises.
+    The temp file (`safevlm.files`) is named so that retention's orphan sweep recognises it.
     """
     make_dir(target.parent)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        try:
-            with open(temp, "xb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        files.write_atomically(target, data)
     except OSError as error:
         raise StoreError(f"cannot write {target} ({error.strerror or error}); {fix}") from None

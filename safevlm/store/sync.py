@@ -17,7 +17,6 @@ default: they are what users are least likely to expect to leave the server.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sqlite3
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from huggingface_hub import CommitOperationDelete, CommitScheduler, HfApi
 
+from safevlm.files import replacing
 from safevlm.store.core import Store
 from safevlm.store.errors import StoreError
 
@@ -38,22 +38,19 @@ REPO_TYPE = "dataset"
 
 def backup_database(source: Path, target: Path) -> None:
     """A consistent copy of the SQLite file at `source`, swapped into `target` in one step."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True)
+    with replacing(target) as tmp:
         try:
-            dst = sqlite3.connect(tmp)
+            src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True)
             try:
-                src.backup(dst)
+                dst = sqlite3.connect(tmp)
+                try:
+                    src.backup(dst)
+                finally:
+                    dst.close()
             finally:
-                dst.close()
-        finally:
-            src.close()
-    except sqlite3.Error as error:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"cannot snapshot {source}: {error}") from None
-    os.replace(tmp, target)
+                src.close()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot snapshot {source}: {error}") from None
 
 
 def mirror_images(images_dir: Path, target: Path) -> int:

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safevlm.csv_cells import spreadsheet_safe
+from safevlm.files import write_atomically
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import Taxonomy
 from safevlm.tools.scan_inputs import ScanError, ScanItem
@@ -141,10 +141,9 @@ def read_rows(csv_path: Path, columns: Sequence[str]) -> list[dict]:
             csv_path,
             len(rows) - 1 - len(kept),
         )
-        tmp = csv_path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            csv.writer(f, lineterminator=LINE_END).writerows([columns, *kept])
-        os.replace(tmp, csv_path)
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer, lineterminator=LINE_END).writerows([columns, *kept])
+        write_atomically(csv_path, buffer.getvalue())
     return [dict(zip(columns, r, strict=True)) for r in kept]
 
 
