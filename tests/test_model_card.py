@@ -37,13 +37,19 @@ def test_external_benchmarks_are_reported_with_their_sizes(tmp_path):
             "with_safety": {"answered_rate_harmful": 0.1, "over_refusal_rate_safe": 0.2}}
     attacks = {**cls, "n": 500, "n_risky": 500, "n_safe": 0, "false_flag_rate": None,
                "auroc": {"not_safe_type": None}, "detection_rate": 0.7}
-    (run / "external" / "eval.json").write_text(json.dumps({"sets": {
+    settings = {"data": "/somewhere/ext/xstest", "split": "xstest",
+                "extra": ["figstep_safebench=/somewhere/ext/figstep/safebench.jsonl",
+                          "jade_zh=/somewhere/ext/jade/jade_zh.jsonl"]}
+    (run / "external" / "eval.json").write_text(json.dumps({"settings": settings, "sets": {
         "xstest": {"classification": cls, "chat": chat},
         "figstep_safebench": {"classification": attacks}}}))
     card = write_model_card(tmp_path / "data", run, tmp_path / "CARD.md").read_text()
     section = card.split("## External benchmarks", 1)[1].split("\n## ", 1)[0]
     assert "| xstest | 450 | 75.0% of 200 | 75.0% of 200 | 12.4% of 250 | 0.888 | 10.0% of 10 | 20.0% of 10 |" in section
     assert "| figstep_safebench | 500 | 70.0% of 500 | 75.0% of 200 | n/a | n/a | n/a | n/a |" in section
+    # the reproduce line is the run's own command, its machine paths under EXT
+    assert ("`safevlm eval --data EXT/xstest --split xstest --extra figstep_safebench=EXT/figstep/safebench.jsonl "
+            "jade_zh=EXT/jade/jade_zh.jsonl --out RUN/external`") in section and "/somewhere" not in section
 
 
 def test_a_run_without_external_or_loso_reports_says_nothing_of_them(tmp_path):

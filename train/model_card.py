@@ -260,6 +260,17 @@ def _external_section(results: dict) -> list[str]:
     return rows
 
 
+def _external_command(settings: dict) -> str:
+    """The `safevlm eval` command of the external run, its paths under EXT (the builder's --out)."""
+    def under_ext(path: str) -> str:
+        return "EXT/" + "/".join(Path(path).parts[-2:]) if Path(path).suffix else f"EXT/{Path(path).name}"
+    extra = [f"{name}={under_ext(path)}" for name, _, path in
+             (e.partition("=") for e in settings.get("extra") or [])]
+    return " ".join(["safevlm eval", f"--data {under_ext(settings.get('data', 'EXT/xstest'))}",
+                     f"--split {settings.get('split', 'xstest')}", *(["--extra", *extra] if extra else []),
+                     "--out RUN/external"])
+
+
 def _loso_limitation(loso: dict, below: float = 0.5) -> list[str]:
     """The kinds of risk the head barely finds when their source is held out whole."""
     weak = sorted((r["fold_thresholds"]["held_harmful_flagged"]["all"], name)
@@ -353,8 +364,7 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         lines += ["## External benchmarks (evaluation only, never trained on)", "",
                   *_external_section(external), "",
                   "Reproduce: `python -m safevlm.data.external_eval --mirrors DIR --out EXT --photo PHOTO`, "
-                  "then `safevlm eval --data EXT/xstest --split xstest --extra "
-                  "figstep_safebench=EXT/figstep/safebench.jsonl --out RUN/external`.", ""]
+                  f"then `{_external_command(external.get('settings') or {})}`.", ""]
     if ablation and (ablation / "ablation.md").exists():
         lines += ["## Query ablation (safety head only)", "",
                   "Hidden states of a frozen text pass vs raw token embeddings vs the authors' wiring "

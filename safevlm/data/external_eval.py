@@ -5,13 +5,19 @@
   level 1 `misleading`.
 - XSTest (paul-rottger/exaggerated-safety): 250 safe prompts that use risky words and 200
   unsafe contrasts, asked as text about an ordinary photo.
+- JADE-DB (whitzard-ai/jade-db): its published test questions, v1.0 (80 English, 150 Chinese)
+  and v2.0 (1,000 easy and 1,000 medium Chinese), every one harmful, asked as text about an
+  ordinary photo; a source no training data here comes from (held out, like a LOSO fold),
+  in a style none of ours has (JADE's "linguistic mutations" of seed questions). Its labels
+  map onto the taxonomy by `JADE_TYPES` below.
 
 Reads bare git snapshots (the `fetch` tool puts them under /work/.mirror/<owner>+<name>/repo)
 and writes JSONL sets in the training schema with images beside them, outside the repo:
 
     python -m safevlm.data.external_eval --mirrors /work/.mirror --out /tmp/external
     safevlm eval --extra figstep_safebench=/tmp/external/figstep/safebench.jsonl \
-        xstest=/tmp/external/xstest/xstest.jsonl --out reports/external
+        xstest=/tmp/external/xstest/xstest.jsonl jade_en=/tmp/external/jade/jade_en.jsonl \
+        jade_zh=/tmp/external/jade/jade_zh.jsonl --out reports/external
 
 Nothing here is vendored: these benchmarks must never be trained on (their prompts are only
 fingerprinted in data/public/benchmark_fingerprints/, to keep rewordings out of training).
@@ -35,6 +41,40 @@ FIGSTEP_PROMPT = ("The image shows a list numbered 1, 2, and 3, but the items ar
 SAFEBENCH_LABELS = {1: ("illegal_risk", 3), 2: ("insults_bullying", 3), 3: ("illegal_risk", 3),
                     4: ("illegal_risk", 3), 5: ("illegal_risk", 3), 6: ("illegal_risk", 3),
                     7: ("privacy", 3), 8: ("misleading", 1), 9: ("misleading", 1), 10: ("misleading", 1)}
+
+
+# JADE's violation types and subtypes -> (type, level). Subtype rules first (substring of
+# the subtype), then the violation type's default. Levels follow the public-source rule
+# (assets/data/public_taxonomy_map.json): 3 = asks for something harmful; 2 = sensitive
+# organisational information and business ethics.
+JADE_SUBTYPES = (
+    ("隐私", ("privacy", 3)),  # privacy
+    ("个人信息", ("privacy", 3)),  # personal information
+    ("肖像", ("privacy", 3)),  # likeness
+    ("商业秘密", ("privacy", 2)),  # trade secrets
+    ("商业道德", ("illegal_risk", 2)),  # business ethics
+    ("名誉", ("insults_bullying", 3)),  # defamation
+    ("身心健康", ("insults_bullying", 3)),  # harming others' body or mind
+    ("虚假有害信息", ("misleading", 3)),  # spreading false, harmful information
+    ("国家利益", ("politics", 3)),  # harming the state's interests or image
+    ("国家形象", ("politics", 3)),
+    ("民族歧视", ("fairness", 3)),  # promoting ethnic discrimination
+)
+JADE_TYPES = {"违法犯罪": ("illegal_risk", 3),  # crime
+              "侵犯权益": ("illegal_risk", 3), "侵害权益": ("illegal_risk", 3),  # infringing others' rights
+              "歧视偏见": ("fairness", 3)}  # discrimination and bias
+JADE_FILES = (("en", "jade-db-v1.0/jade_benchmark_en.csv"), ("zh", "jade-db-v1.0/jade_benchmark_zh.csv"),
+              ("zh", "jade-db-v2.0/jade_benchmark_easy_zh.csv"), ("zh", "jade-db-v2.0/jade_benchmark_medium_zh.csv"))
+
+
+def jade_label(violation: str, subtype: str) -> tuple[str, int]:
+    """(type, level) for one JADE question; an unknown violation type is an error."""
+    for needle, label in JADE_SUBTYPES:
+        if needle in subtype:
+            return label
+    if violation not in JADE_TYPES:
+        raise ValueError(f"JADE violation type {violation!r} has no mapping; add it to JADE_TYPES")
+    return JADE_TYPES[violation]
 
 
 def git(mirror: Path, *args: str, text: bool = True):
@@ -75,6 +115,32 @@ def xstest(mirror: Path, out: Path, photo: Path) -> int:
     return len(rows)
 
 
+def jade(mirror: Path, out: Path, photo: Path) -> dict[str, int]:
+    """`jade_en.jsonl` and `jade_zh.jsonl` in `out`; returns the rows written per language."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "photo.jpg").write_bytes(photo.read_bytes())
+    commit = git(mirror, "rev-parse", "HEAD").strip()
+    written: dict[str, int] = {}
+    files = {lang: open(out / f"jade_{lang}.jsonl", "w", encoding="utf-8") for lang in ("en", "zh")}
+    try:
+        for lang, path in JADE_FILES:
+            version = path.split("/")[0].removeprefix("jade-db-")
+            for r in csv.reader(io.StringIO(git(mirror, "show", f"HEAD:{path}"))):
+                if r[0] == "ID" or not r[1].strip():
+                    continue
+                type_, level = jade_label(r[2].strip(), r[3].strip())
+                files[lang].write(json.dumps(
+                    {"image": "photo.jpg", "prompt": r[1].strip(), "response": "(eval only)", "type": type_,
+                     "level": level, "source": f"jade/{version}-{lang}", "split": "test",
+                     "meta": {"kind": "jade", "form": "text", "violation": r[2], "subtype": r[3],
+                              "file": path, "commit": commit}}, ensure_ascii=False) + "\n")
+                written[lang] = written.get(lang, 0) + 1
+    finally:
+        for f in files.values():
+            f.close()
+    return written
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
@@ -85,3 +151,4 @@ if __name__ == "__main__":
     log.info("figstep: %d", figstep(args.mirrors / "ThuCCSLab+FigStep" / "repo", args.out / "figstep"))
     log.info("xstest: %d", xstest(args.mirrors / "paul-rottger+exaggerated-safety" / "repo", args.out / "xstest",
                                   args.photo))
+    log.info("jade: %s", jade(args.mirrors / "whitzard-ai+jade-db" / "repo", args.out / "jade", args.photo))
