@@ -34,6 +34,8 @@ def make_mirror(tmp_path, files: dict[str, str]):
     ("侵犯权益", "侵害他人名誉权", ("insults_bullying", 3)),
     ("歧视偏见", "年龄歧视内容", ("fairness", 3)),
     ("违法犯罪", "宣扬民族歧视", ("fairness", 3)),
+    ("侵害权益", "其他方面歧视内容", ("fairness", 3)),  # discrimination filed under rights
+    ("违法犯罪", "非法获取私人信息", ("privacy", 3)),
 ])
 def test_jade_labels_follow_the_rules(violation, subtype, label):
     assert jade_label(violation, subtype) == label

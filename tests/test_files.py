@@ -53,3 +53,15 @@ def test_temp_names_of_image_files_are_swept_as_orphans(tmp_path):
     image = tmp_path / ("a" * 64 + ".png")
     with replacing(image) as temp:
         assert _IMAGE_FILE_RE.match(temp.name), temp.name
+
+
+def test_a_replaced_file_keeps_its_mode_and_a_new_one_gets_the_usual_mode(tmp_path):
+    kept = tmp_path / "policy.json"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    write_atomically(kept, "new")
+    assert kept.stat().st_mode & 0o777 == 0o640
+    umask = os.umask(0o022)
+    os.umask(umask)
+    fresh = write_atomically(tmp_path / "export.jsonl", "{}\n")
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes it, not mkstemp's 0600

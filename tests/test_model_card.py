@@ -37,7 +37,8 @@ def test_external_benchmarks_are_reported_with_their_sizes(tmp_path):
             "with_safety": {"answered_rate_harmful": 0.1, "over_refusal_rate_safe": 0.2}}
     attacks = {**cls, "n": 500, "n_risky": 500, "n_safe": 0, "false_flag_rate": None,
                "auroc": {"not_safe_type": None}, "detection_rate": 0.7}
-    settings = {"data": "/somewhere/ext/xstest", "split": "xstest",
+    settings = {"data": "/somewhere/ext/xstest", "split": "xstest", "chat_limit": 20, "max_new_tokens": 48,
+                "seed": 0, "limit": 0, "base_arg": "tiny", "mode": "hint",
                 "extra": ["figstep_safebench=/somewhere/ext/figstep/safebench.jsonl",
                           "jade_zh=/somewhere/ext/jade/jade_zh.jsonl"]}
     (run / "external" / "eval.json").write_text(json.dumps({"settings": settings, "sets": {
@@ -49,7 +50,14 @@ def test_external_benchmarks_are_reported_with_their_sizes(tmp_path):
     assert "| figstep_safebench | 500 | 70.0% of 500 | 75.0% of 200 | n/a | n/a | n/a | n/a |" in section
     # the reproduce line is the run's own command, its machine paths under EXT
     assert ("`safevlm eval --data EXT/xstest --split xstest --extra figstep_safebench=EXT/figstep/safebench.jsonl "
-            "jade_zh=EXT/jade/jade_zh.jsonl --out RUN/external`") in section and "/somewhere" not in section
+            "jade_zh=EXT/jade/jade_zh.jsonl --chat-limit 20 --max-new-tokens 48 --out RUN/external`") in section
+    assert "/somewhere" not in section
+
+
+def test_the_external_command_without_data_or_with_a_bare_extra_path():
+    from train.model_card import _external_command
+    assert _external_command({"data": None, "extra": ["/m/ext/jade/jade_en.jsonl"], "seed": 3}) == (
+        "safevlm eval --extra EXT/jade/jade_en.jsonl --seed 3 --out RUN/external")
 
 
 def test_a_run_without_external_or_loso_reports_says_nothing_of_them(tmp_path):

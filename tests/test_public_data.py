@@ -3,6 +3,7 @@ each request is drawn in."""
 
 import hashlib
 import json
+import re
 import shutil
 
 import numpy as np
@@ -156,6 +157,11 @@ def test_text_in_other_scripts_keeps_its_letters_and_english_keeps_its_old_key()
     assert public.normalize("我如何破坏公共Wi-Fi网络？") == "我如何破坏公共wi fi网络"
     assert public.normalize("Làm thế nào") == "lam the nao"
     assert public.normalize("你好") != public.normalize("再见")
+    # every Vietnamese request gets the same rule, those with few accented letters included
+    vi = [json.loads(line)["text"] for line in
+          (public.PUBLIC_DIR / "catqa_vi" / "requests.jsonl").read_text(encoding="utf-8").splitlines()]
+    ascii_rule = [" ".join(re.sub(r"[^a-z0-9]+", " ", t.lower()).split()) for t in vi]
+    assert all(public.normalize(t) != a for t, a in zip(vi, ascii_rule, strict=True))
 
 
 def test_a_chinese_source_is_not_collapsed_by_deduplication_and_spreads_over_splits():

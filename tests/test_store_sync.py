@@ -181,3 +181,24 @@ def test_a_snapshot_of_a_missing_database_is_a_clear_error(tmp_path):
     with pytest.raises(StoreError, match="cannot snapshot"):
         backup_database(tmp_path / "nope.db", tmp_path / "copy.db")
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_a_snapshot_into_a_folder_it_cannot_write_is_a_clear_error(store, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the sync folder should be")
+    with pytest.raises(StoreError, match="cannot snapshot"):
+        backup_database(store.path, blocker / "safevlm.db")
+
+
+def test_a_temp_file_left_by_a_killed_snapshot_is_never_pushed(store, hub):
+    log_turn(store, store.start_session())
+    sync = LogSync(store, "me/safevlm-logs", every=60, hf_api=hub)
+    try:
+        stale = sync.folder_path / ".safevlm.db.k1ll3d.tmp"  # a half-written copy from a crash
+        stale.write_bytes(b"half a database")
+        hub.run()
+        assert "safevlm.db" in hub.commits[-1].added
+        assert not any(name.endswith(".tmp") for c in hub.commits for name in c.added)
+        assert not stale.exists()  # and it does not pile up on disk
+    finally:
+        sync.stop()

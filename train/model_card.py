@@ -261,14 +261,29 @@ def _external_section(results: dict) -> list[str]:
 
 
 def _external_command(settings: dict) -> str:
-    """The `safevlm eval` command of the external run, its paths under EXT (the builder's --out)."""
+    """The `safevlm eval` command of the external run: its sets (machine paths shown under EXT,
+    the builder's --out) and every setting that differs from the CLI's default."""
+    from safevlm.tools.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS
+
     def under_ext(path: str) -> str:
-        return "EXT/" + "/".join(Path(path).parts[-2:]) if Path(path).suffix else f"EXT/{Path(path).name}"
-    extra = [f"{name}={under_ext(path)}" for name, _, path in
-             (e.partition("=") for e in settings.get("extra") or [])]
-    return " ".join(["safevlm eval", f"--data {under_ext(settings.get('data', 'EXT/xstest'))}",
-                     f"--split {settings.get('split', 'xstest')}", *(["--extra", *extra] if extra else []),
-                     "--out RUN/external"])
+        parts = Path(path).parts
+        return "EXT/" + "/".join(parts[-2:] if Path(path).suffix else parts[-1:])
+
+    args = ["safevlm eval"]
+    if settings.get("data"):
+        args += [f"--data {under_ext(settings['data'])}", f"--split {settings.get('split') or 'test'}"]
+    extra = []
+    for entry in settings.get("extra") or []:
+        name, sep, path = entry.partition("=")
+        extra.append(f"{name}={under_ext(path)}" if sep else under_ext(entry))
+    if extra:
+        args += ["--extra", *extra]
+    defaults = {"chat_limit": DEFAULT_CHAT_LIMIT, "max_new_tokens": DEFAULT_MAX_NEW_TOKENS, "limit": 0, "seed": 0}
+    args += [f"--{key.replace('_', '-')} {settings[key]}" for key, default in defaults.items()
+             if settings.get(key) is not None and settings[key] != default]
+    if settings.get("base_arg") not in (None, "tiny"):
+        args.append(f"--base {settings['base_arg']}")
+    return " ".join([*args, "--out RUN/external"])
 
 
 def _loso_limitation(loso: dict, below: float = 0.5) -> list[str]:

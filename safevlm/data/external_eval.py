@@ -19,8 +19,10 @@ and writes JSONL sets in the training schema with images beside them, outside th
         xstest=/tmp/external/xstest/xstest.jsonl jade_en=/tmp/external/jade/jade_en.jsonl \
         jade_zh=/tmp/external/jade/jade_zh.jsonl --out reports/external
 
-Nothing here is vendored: these benchmarks must never be trained on (their prompts are only
-fingerprinted in data/public/benchmark_fingerprints/, to keep rewordings out of training).
+Nothing here is vendored: these benchmarks must never be trained on. FigStep's and XSTest's
+prompts are fingerprinted in data/public/benchmark_fingerprints/, to keep rewordings out of
+training; JADE's are not (no vendored request matches one, checked by exact text; word-set
+fingerprints of unspaced Chinese only catch near-exact copies).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ JADE_SUBTYPES = (
     ("隐私", ("privacy", 3)),  # privacy
     ("个人信息", ("privacy", 3)),  # personal information
     ("肖像", ("privacy", 3)),  # likeness
+    ("私人信息", ("privacy", 3)),  # private information
     ("商业秘密", ("privacy", 2)),  # trade secrets
     ("商业道德", ("illegal_risk", 2)),  # business ethics
     ("名誉", ("insults_bullying", 3)),  # defamation
@@ -58,7 +61,7 @@ JADE_SUBTYPES = (
     ("虚假有害信息", ("misleading", 3)),  # spreading false, harmful information
     ("国家利益", ("politics", 3)),  # harming the state's interests or image
     ("国家形象", ("politics", 3)),
-    ("民族歧视", ("fairness", 3)),  # promoting ethnic discrimination
+    ("歧视", ("fairness", 3)),  # any discrimination, also when filed under crime or rights
 )
 JADE_TYPES = {"违法犯罪": ("illegal_risk", 3),  # crime
               "侵犯权益": ("illegal_risk", 3), "侵害权益": ("illegal_risk", 3),  # infringing others' rights

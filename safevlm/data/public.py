@@ -57,13 +57,13 @@ class PublicRequest:
 def normalize(text: str) -> str:
     """The duplicate key (also the split hash's and the decontamination fingerprints' input):
     lower case, letters and digits only, single spaces. English text keeps a-z and 0-9 (the
-    rule its splits were drawn with, so they never move); text in which more than a quarter
+    rule its splits were drawn with, so they never move); text in which more than a tenth
     of the letters are not a-z (Chinese, Vietnamese, ...) keeps every letter, accents
     removed: the ASCII rule would reduce it to its few Latin words or to nothing, so all of
     a Chinese source would deduplicate to a handful of requests."""
     lowered = text.lower()
     letters = [c for c in lowered if c.isalpha()]
-    if letters and 4 * sum(not ("a" <= c <= "z") for c in letters) > len(letters):
+    if letters and 10 * sum(not ("a" <= c <= "z") for c in letters) > len(letters):
         bare = "".join(c for c in unicodedata.normalize("NFKD", lowered) if not unicodedata.combining(c))
         return " ".join(re.sub(r"[\W_]+", " ", bare).split())
     return " ".join(re.sub(r"[^a-z0-9]+", " ", lowered).split())

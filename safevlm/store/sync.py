@@ -34,12 +34,13 @@ DB_NAME = "safevlm.db"
 CSV_NAME = "turns.csv"
 IMAGES_NAME = "images"
 REPO_TYPE = "dataset"
+TEMP_PATTERNS = ["*.tmp", "**/*.tmp"]  # safevlm.files' temporary files
 
 
 def backup_database(source: Path, target: Path) -> None:
     """A consistent copy of the SQLite file at `source`, swapped into `target` in one step."""
-    with replacing(target) as tmp:
-        try:
+    try:
+        with replacing(target) as tmp:
             src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True)
             try:
                 dst = sqlite3.connect(tmp)
@@ -49,8 +50,8 @@ def backup_database(source: Path, target: Path) -> None:
                     dst.close()
             finally:
                 src.close()
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot snapshot {source}: {error}") from None
+    except (sqlite3.Error, OSError) as error:
+        raise StoreError(f"cannot snapshot {source}: {getattr(error, 'strerror', None) or error}") from None
 
 
 def mirror_images(images_dir: Path, target: Path) -> int:
@@ -134,13 +135,15 @@ class LogSync(CommitScheduler):
         super().__init__(
             repo_id=repo_id, repo_type=REPO_TYPE, private=True, every=every, token=token,
             folder_path=folder or store.path.parent / "hub-sync", squash_history=squash_history,
-            hf_api=api,
+            hf_api=api, ignore_patterns=TEMP_PATTERNS,  # a snapshot killed mid-write is never pushed
         )
 
     def snapshot(self) -> None:
         """Refresh the folder's files from the store (under the scheduler's lock, so a commit
         never lists a half-written file)."""
         with self.lock:
+            for stale in self.folder_path.glob(".*.tmp"):  # left by a process killed mid-snapshot
+                stale.unlink(missing_ok=True)
             backup_database(self.store.path, self.folder_path / DB_NAME)
             self.store.export_csv(self.folder_path / CSV_NAME)
             if self.images:
