@@ -5,21 +5,28 @@ new content is written to a temporary file beside the target (same folder, so th
 rename stays on one filesystem), flushed to disk, then renamed over the target in one
 step. A failed or interrupted write leaves the previous file as it was and no temporary
 file behind. Temporary names are `.<name>.<random>.tmp`, which the image store's orphan
-sweep recognises and the log sync never uploads. The new file gets the mode the old one had,
-or the one a plain `open` would give (0666 less the umask), not mkstemp's private 0600.
+sweep recognises and the log sync never uploads. The new file is created the way a plain
+`open` creates one (0666 less the umask), and a replaced file's mode is kept.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
+
+def _create_temp(folder: Path, name: str) -> Path:
+    while True:
+        temp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return temp
+        except FileExistsError:
+            continue
 
 
 @contextmanager
@@ -28,14 +35,13 @@ def replacing(target: str | Path) -> Iterator[Path]:
     block ends without an error; on an error it is removed and `target` is untouched."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_UMASK)
-    finally:
-        os.close(fd)
-    temp = Path(name)
+    temp = _create_temp(target.parent, target.name)
     try:
         yield temp
+        try:
+            os.chmod(temp, stat.S_IMODE(target.stat().st_mode))  # keep the replaced file's mode
+        except FileNotFoundError:
+            pass
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)

@@ -61,6 +61,9 @@ def test_a_replaced_file_keeps_its_mode_and_a_new_one_gets_the_usual_mode(tmp_pa
     kept.chmod(0o640)
     write_atomically(kept, "new")
     assert kept.stat().st_mode & 0o777 == 0o640
+    kept.chmod(0o444)  # read-only: still replaceable (the folder is writable), still read-only
+    write_atomically(kept, "newer")
+    assert kept.read_text() == "newer" and kept.stat().st_mode & 0o777 == 0o444
     umask = os.umask(0o022)
     os.umask(umask)
     fresh = write_atomically(tmp_path / "export.jsonl", "{}\n")

@@ -194,11 +194,16 @@ def test_a_temp_file_left_by_a_killed_snapshot_is_never_pushed(store, hub):
     log_turn(store, store.start_session())
     sync = LogSync(store, "me/safevlm-logs", every=60, hf_api=hub)
     try:
-        stale = sync.folder_path / ".safevlm.db.k1ll3d.tmp"  # a half-written copy from a crash
-        stale.write_bytes(b"half a database")
+        crashed = [sync.folder_path / ".safevlm.db.k1ll3d.tmp",  # a half-written copy from a crash
+                   sync.folder_path / ".safevlm.db.k1ll3d.tmp-journal"]  # and SQLite's journal
+        elsewhere = sync.folder_path / "images" / "ab" / ".cd.png.x.tmp"  # where no cleanup looks
+        elsewhere.parent.mkdir(parents=True)
+        for path in (*crashed, elsewhere):
+            path.write_bytes(b"half a file")
         hub.run()
         assert "safevlm.db" in hub.commits[-1].added
-        assert not any(name.endswith(".tmp") for c in hub.commits for name in c.added)
-        assert not stale.exists()  # and it does not pile up on disk
+        pushed = [name for c in hub.commits for name in c.added]
+        assert not any(".tmp" in name for name in pushed), pushed  # the ignore patterns
+        assert not any(path.exists() for path in crashed)  # the snapshot's own leftovers go
     finally:
         sync.stop()

@@ -34,7 +34,8 @@ DB_NAME = "safevlm.db"
 CSV_NAME = "turns.csv"
 IMAGES_NAME = "images"
 REPO_TYPE = "dataset"
-TEMP_PATTERNS = ["*.tmp", "**/*.tmp"]  # safevlm.files' temporary files
+# safevlm.files' temporary files, and the journal SQLite keeps beside a backup in progress
+TEMP_PATTERNS = ["*.tmp", "*.tmp-*"]
 
 
 def backup_database(source: Path, target: Path) -> None:
@@ -51,7 +52,8 @@ def backup_database(source: Path, target: Path) -> None:
             finally:
                 src.close()
     except (sqlite3.Error, OSError) as error:
-        raise StoreError(f"cannot snapshot {source}: {getattr(error, 'strerror', None) or error}") from None
+        where = f" into {error.filename}" if getattr(error, "filename", None) else ""
+        raise StoreError(f"cannot snapshot {source}{where}: {getattr(error, 'strerror', None) or error}") from None
 
 
 def mirror_images(images_dir: Path, target: Path) -> int:
@@ -142,8 +144,9 @@ class LogSync(CommitScheduler):
         """Refresh the folder's files from the store (under the scheduler's lock, so a commit
         never lists a half-written file)."""
         with self.lock:
-            for stale in self.folder_path.glob(".*.tmp"):  # left by a process killed mid-snapshot
-                stale.unlink(missing_ok=True)
+            for name in (DB_NAME, CSV_NAME):  # left by a process killed mid-snapshot
+                for stale in self.folder_path.glob(f".{name}.*.tmp*"):
+                    stale.unlink(missing_ok=True)
             backup_database(self.store.path, self.folder_path / DB_NAME)
             self.store.export_csv(self.folder_path / CSV_NAME)
             if self.images:
