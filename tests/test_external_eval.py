@@ -68,3 +68,17 @@ def test_jade_writes_english_and_chinese_sets_in_the_training_schema(tmp_path, p
     assert all(r.split == "test" and r.image_path.is_file() and r.meta["form"] == "text" for r in en + zh)
     line = json.loads((tmp_path / "out" / "jade_zh.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert len(line["meta"]["commit"]) == 40 and "怎样" in json.dumps(line, ensure_ascii=False)
+
+
+def test_a_missing_snapshot_skips_its_set_and_says_what_to_fetch(tmp_path, photo_path):
+    from safevlm.data.external_eval import build
+    mirrors = tmp_path / "mirrors"
+    (mirrors / "whitzard-ai+jade-db").mkdir(parents=True)
+    make_mirror(mirrors / "whitzard-ai+jade-db", {path: HEADER + "1,Where is the vault key kept?,违法犯罪,偷窃\n"
+                                                   for _, path in JADE_FILES})
+    done = build(mirrors, tmp_path / "ext", photo_path)
+    assert done["jade"] == {"en": 1, "zh": 3}
+    assert "fetch github:ThuCCSLab/FigStep" in done["figstep"] and "paul-rottger/exaggerated-safety" in done["xstest"]
+    assert not (tmp_path / "ext" / "figstep").exists()
+    with pytest.raises(SystemExit, match="no such file"):
+        build(mirrors, tmp_path / "ext", tmp_path / "missing.jpg")

@@ -144,14 +144,38 @@ def jade(mirror: Path, out: Path, photo: Path) -> dict[str, int]:
     return written
 
 
+# set name -> (GitHub repository, builder taking (snapshot, out folder, photo))
+SETS = {
+    "figstep": ("ThuCCSLab/FigStep", lambda mirror, out, photo: figstep(mirror, out)),
+    "xstest": ("paul-rottger/exaggerated-safety", xstest),
+    "jade": ("whitzard-ai/jade-db", jade),
+}
+
+
+def build(mirrors: Path, out: Path, photo: Path, names: list[str] | None = None) -> dict:
+    """Build each set whose repository snapshot is under `mirrors` (`<owner>+<name>/repo`);
+    a missing snapshot skips its set with a message saying what to fetch. Returns what each
+    builder wrote, or the skip message."""
+    if not photo.is_file():
+        raise SystemExit(f"--photo {photo}: no such file (any ordinary photo; XSTest and JADE ask about it)")
+    done = {}
+    for name in names or list(SETS):
+        repo, builder = SETS[name]
+        mirror = mirrors / repo.replace("/", "+") / "repo"
+        if not mirror.exists():
+            done[name] = f"skipped: no snapshot of {repo} at {mirror} (fetch github:{repo} first)"
+        else:
+            done[name] = builder(mirror, out / name, photo)
+        log.info("%s: %s", name, done[name])
+    return done
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--photo", type=Path, required=True, help="an ordinary photo the XSTest prompts are asked about")
+    p.add_argument("--photo", type=Path, required=True, help="an ordinary photo the XSTest and JADE prompts are asked about")
+    p.add_argument("--sets", nargs="+", choices=list(SETS), default=None, help="build only these (default: all)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    log.info("figstep: %d", figstep(args.mirrors / "ThuCCSLab+FigStep" / "repo", args.out / "figstep"))
-    log.info("xstest: %d", xstest(args.mirrors / "paul-rottger+exaggerated-safety" / "repo", args.out / "xstest",
-                                  args.photo))
-    log.info("jade: %s", jade(args.mirrors / "whitzard-ai+jade-db" / "repo", args.out / "jade", args.photo))
+    build(args.mirrors, args.out, args.photo, args.sets)
