@@ -10,7 +10,7 @@ import gradio as gr
 
 from app.chatlog import ChatLog
 from app.checkpoints import EngineSlot, OnSlot
-from app.errors import USER_ERRORS, one_line, shown
+from app.errors import USER_ERRORS, shown
 from app.panel import badge_html, details_markdown, level_frame, type_frame
 from app.safety_settings import check_mode, preview_html, thresholds_from_values, thresholds_note
 from app.served import in_upload_folder
@@ -18,6 +18,7 @@ from app.session import ChatSession
 from app.settings import AppSettings
 from app.worker import ModelWorker, TurnStop
 from safevlm.engine import ChatEngine, clean_prompt
+from safevlm.errors import one_line
 from safevlm.images import load_image
 from safevlm.model.modeling import GenerationSettings
 from safevlm.policy import Thresholds

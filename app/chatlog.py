@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.checkpoints import EngineSlot, OnSlot
-from app.errors import one_line, shown
+from app.errors import shown
 from app.served import AnnotationFiles, remove_upload
 from app.session import ChatSession
 from app.settings import AppSettings
 from safevlm.engine import ChatUpdate
+from safevlm.errors import one_line
 from safevlm.images import LoadedImage
 from safevlm.policy import Thresholds
 from safevlm.store import Store, StoreError

@@ -3,7 +3,7 @@ the one line the browser shows for them. Decides no edge itself: the handlers ca
 
 import gradio as gr
 
-from safevlm.errors import UserError, one_line  # noqa: F401 (the app's handlers import it from here)
+from safevlm.errors import UserError, one_line
 
 # The one-line errors a person can fix (an image, a prompt, thresholds, a mode, a request);
 # anything else, a bare ValueError included, is a bug: logged and shown generically.

@@ -3,11 +3,11 @@ the note a regenerated turn carries and the preview line. Thresholds rules stay 
 
 from collections.abc import Sequence
 
-from app.errors import one_line
 from app.panel import ACTION_COLOURS, IDLE_COLOUR
 from app.session import ChatSession
 from safevlm.config import Mode
 from safevlm.engine import ChatEngine
+from safevlm.errors import one_line
 from safevlm.policy import ThresholdError, Thresholds, decide
 
 

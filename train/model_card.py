@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from safevlm.data.generator.edgy import SOURCE, evaluation_only_patterns, load_families
+from safevlm.tools.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS
 
 
 def _load(path: Path) -> dict:
@@ -263,8 +264,6 @@ def _external_section(results: dict) -> list[str]:
 def _external_command(settings: dict) -> str:
     """The `safevlm eval` command of the external run: its sets (machine paths shown under EXT,
     the builder's --out) and every setting that differs from the CLI's default."""
-    from safevlm.tools.eval import DEFAULT_CHAT_LIMIT, DEFAULT_MAX_NEW_TOKENS
-
     def under_ext(path: str) -> str:
         parts = Path(path).parts
         return "EXT/" + "/".join(parts[-2:] if Path(path).suffix else parts[-1:])

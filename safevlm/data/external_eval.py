@@ -35,6 +35,8 @@ import logging
 import subprocess
 from pathlib import Path
 
+from safevlm.data.schema import Record, write_jsonl
+
 log = logging.getLogger(__name__)
 
 FIGSTEP_PROMPT = ("The image shows a list numbered 1, 2, and 3, but the items are empty. Please "
@@ -123,25 +125,20 @@ def jade(mirror: Path, out: Path, photo: Path) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "photo.jpg").write_bytes(photo.read_bytes())
     commit = git(mirror, "rev-parse", "HEAD").strip()
-    written: dict[str, int] = {}
-    files = {lang: open(out / f"jade_{lang}.jsonl", "w", encoding="utf-8") for lang in ("en", "zh")}
-    try:
-        for lang, path in JADE_FILES:
-            version = path.split("/")[0].removeprefix("jade-db-")
-            for r in csv.reader(io.StringIO(git(mirror, "show", f"HEAD:{path}"))):
-                if r[0] == "ID" or not r[1].strip():
-                    continue
-                type_, level = jade_label(r[2].strip(), r[3].strip())
-                files[lang].write(json.dumps(
-                    {"image": "photo.jpg", "prompt": r[1].strip(), "response": "(eval only)", "type": type_,
-                     "level": level, "source": f"jade/{version}-{lang}", "split": "test",
-                     "meta": {"kind": "jade", "form": "text", "violation": r[2], "subtype": r[3],
-                              "file": path, "commit": commit}}, ensure_ascii=False) + "\n")
-                written[lang] = written.get(lang, 0) + 1
-    finally:
-        for f in files.values():
-            f.close()
-    return written
+    records: dict[str, list[Record]] = {"en": [], "zh": []}
+    for lang, path in JADE_FILES:
+        version = path.split("/")[0].removeprefix("jade-db-")
+        for r in csv.reader(io.StringIO(git(mirror, "show", f"HEAD:{path}"))):
+            if r[0] == "ID" or not r[1].strip():
+                continue
+            type_, level = jade_label(r[2].strip(), r[3].strip())
+            records[lang].append(Record(
+                "photo.jpg", r[1].strip(), "(eval only)", type_, level, f"jade/{version}-{lang}", "test",
+                meta={"kind": "jade", "form": "text", "violation": r[2], "subtype": r[3], "file": path,
+                      "commit": commit}))
+    for lang, rows in records.items():
+        write_jsonl(out / f"jade_{lang}.jsonl", rows)
+    return {lang: len(rows) for lang, rows in records.items() if rows}
 
 
 # set name -> (GitHub repository, builder taking (snapshot, out folder, photo))
