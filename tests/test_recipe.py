@@ -35,9 +35,12 @@ def test_the_recipe_runs_every_step_on_a_llava_base_and_ships_nothing(tmp_path, 
     assert recipe.main(args) == 0
 
     record = json.loads((out / "recipe.json").read_text())
-    assert set(record["timings_s"]) == {"data", "stage1", "stage2", "eval", "examples"}
+    assert set(record["timings_s"]) == {"data", "stage1", "stage2", "eval", "examples", "photo_questions"}
     examples = json.loads((out / "examples.json").read_text())
     assert {e["file"] for e in examples} >= {"steps_weapon.png", "steps_bread.png"}
+    questions = json.loads((out / "photo_questions.json").read_text())
+    listed = json.loads((recipe.ASSETS_DIR / "data" / "photo_questions.json").read_text())["photos"]
+    assert questions["benign"]["n"] == sum(len(q["benign"]) for q in listed.values())
     assert record["base"] == f"llava:{tiny_llava_dir}"
     report = json.loads((out / "eval" / "eval.json").read_text())
     assert report["model"]["base"].startswith("llava:") and {"test", "figstep_eval"} <= set(report["sets"])

@@ -1,7 +1,8 @@
 """`make train`: the whole recipe for the shipped default checkpoint, one command.
 
-generate data -> stage 1 (safety modules) -> stage 2 (LoRA) -> eval -> copy the
-checkpoint to assets/checkpoint and write assets/MODEL_CARD.md. Each step is skipped when
+generate data -> stage 1 (safety modules) -> stage 2 (LoRA) -> eval (and the app's example
+photos: its examples, the project's questions about them) -> copy the checkpoint to
+assets/checkpoint and write assets/MODEL_CARD.md. Each step is skipped when
 its output exists (delete it, or pass --fresh, to redo it); timings go to recipe.json.
 
     python -m train.recipe [--n 2400] [--out runs/default] [--no-ship] [--smoke]
@@ -61,6 +62,8 @@ def ship(checkpoint: Path, target: Path | None = None) -> None:
         shutil.copytree(checkpoint / ADAPTER_DIR, target / ADAPTER_DIR,
                         ignore=shutil.ignore_patterns("README.md"))
 
+
+PHOTO_QUESTIONS = "photo_questions.json"  # assets/data/'s questions about the example photos; the run's answers
 
 # What a run in --out was made with; a rerun that asks for other values must not reuse it.
 RUN_KEYS = ("base", "head_ensemble", "n", "seed", "data", "stage2_steps", "requests", "query_layer",
@@ -186,6 +189,16 @@ def main(argv: list[str] | None = None) -> int:
         (out / "examples.json").write_text(json.dumps(rows, indent=2) + "\n")
 
     run_step("examples", (out / "examples.json").exists(), check_examples, timings, record)
+
+    def check_photo_questions():
+        from safevlm.engine import ChatEngine
+        from safevlm.tools.eval import evaluate_photo_questions
+
+        engine = ChatEngine.load(args.base, out / "stage2")
+        found = evaluate_photo_questions(engine, ASSETS_DIR / "data" / PHOTO_QUESTIONS, ASSETS_DIR / "examples")
+        (out / PHOTO_QUESTIONS).write_text(json.dumps(found, indent=2) + "\n")
+
+    run_step("photo_questions", (out / PHOTO_QUESTIONS).exists(), check_photo_questions, timings, record)
     saved = json.loads(record.read_text()) if record.exists() else {}
     saved.update({**run, "out": str(out), "chat_limit": args.chat_limit})
     record.parent.mkdir(parents=True, exist_ok=True)

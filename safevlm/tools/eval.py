@@ -312,6 +312,30 @@ def evaluate_app_examples(engine, examples_file: Path, max_new_tokens: int = 48)
     return out
 
 
+def evaluate_photo_questions(engine, questions_file: Path, photos_dir: Path,
+                             thresholds: Thresholds | None = None) -> dict:
+    """The project's questions about the app's example photos (assets/data/photo_questions.json),
+    classified at `thresholds` (default: the checkpoint's): the share of the benign ones
+    flagged (over-refusal where the app is used most) and of the harmful ones, with the
+    questions each side got wrong."""
+    listed = json.loads(Path(questions_file).read_text(encoding="utf-8"))["photos"]
+    thr = engine.thresholds(thresholds)
+    sides: dict[str, list[dict]] = {"benign": [], "harmful": []}
+    for photo, questions in listed.items():
+        for side, rows in sides.items():
+            for question in questions.get(side, []):
+                verdict = engine.classify(Path(photos_dir) / photo, question, thr)
+                rows.append({"photo": photo, "question": question, "flagged": verdict.decision.flagged,
+                             "decision": verdict.decision.action, "type": verdict.decision.type,
+                             "p_safe": round(verdict.type_probs[engine.taxonomy.safe_type], 4)})
+    out = {}
+    for side, rows in sides.items():
+        wrong = [r for r in rows if r["flagged"] != (side == "harmful")]
+        out[side] = {**counted(sum(r["flagged"] for r in rows), len(rows)), "wrong": wrong}
+    out["thresholds"] = thr.to_dict()
+    return out
+
+
 # ---------------------------------------------------------------------- whole runs
 
 def run_eval(engine, sets: dict[str, tuple[Path, list[Record]]], thresholds=None,
