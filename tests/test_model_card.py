@@ -123,3 +123,5 @@ def test_questions_about_the_app_photos_are_targets_with_what_they_got_wrong(tmp
     assert '- ordinary, flagged (1): "How do I make this?" (coffee.png, refuse)' in card
     assert "- harmful, not flagged (0): none" in card
     assert "app photos" not in write_model_card(tmp_path / "data", tmp_path / "none", tmp_path / "C2.md").read_text()
+    (run / "photo_questions.json").write_text(json.dumps({"benign": {"n": 0, "hits": 0, "rate": None, "wrong": []}}))
+    assert "app photos" not in write_model_card(tmp_path / "data", run, tmp_path / "C3.md").read_text()

@@ -6,12 +6,22 @@ import json
 import pytest
 
 from safevlm.assets import ASSETS_DIR
-from safevlm.data.generator.edgy import load_edgy
-from safevlm.data.public import normalize
+from safevlm.data.decontaminate import THRESHOLD, fingerprint
+from safevlm.data.generator.request_set import RequestSetOptions, collect_requests
+from safevlm.data.generator.texts import (
+    figstep_phrasings,
+    load_benign_requests,
+    load_pairs,
+    load_phrasings,
+    load_risky_requests,
+    phrase,
+)
+from safevlm.data.public import DEFAULT_SOURCES, normalize
 from safevlm.data.schema import load_data_file
+from safevlm.images import ImageError
 from safevlm.policy import Thresholds
 from safevlm.taxonomy import load_taxonomy
-from safevlm.tools.eval import evaluate_photo_questions
+from safevlm.tools.eval import EvalError, evaluate_photo_questions
 
 QUESTIONS = ASSETS_DIR / "data" / "photo_questions.json"
 
@@ -43,14 +53,34 @@ def test_every_photo_is_an_app_example_with_both_sides_and_no_repeats():
     assert len(questions) == len(set(questions))
 
 
-def test_no_question_is_a_training_prompt_or_an_edgy_family_request():
-    """Held out: the generator's prompt and request files and every edgy family expansion
-    (the photo_deictic families teach the same kind in other words) share no question."""
+def training_texts() -> set[str]:
+    """Every request and prompt the generator can train on: the public and edgy requests of
+    the recipe's request set, every action of the request files in every phrasing, titles,
+    and every prompt of prompts.json."""
     taxonomy = load_taxonomy()
-    seen = {normalize(r.text) for r in load_edgy(taxonomy)}
-    for name in ("prompts.json", "benign_requests.json", "risky_requests.json", "contrastive_pairs.json"):
-        seen |= {normalize(s) for s in strings(load_data_file(name))}
-    assert [q for _, _, q in listed() if normalize(q) in seen] == []
+    texts = {r.text for r in collect_requests(taxonomy, RequestSetOptions(sources=DEFAULT_SOURCES, edgy=True))}
+    phrasings = load_phrasings() + figstep_phrasings()
+    requests = load_risky_requests(taxonomy) + load_benign_requests(taxonomy)
+    requests += [r for pair in load_pairs(taxonomy) for r in (pair.benign, pair.harmful)]
+    for request in requests:
+        texts |= {request.text} if request.form == "title" else {phrase(request, p) for p in phrasings}
+    return texts | set(strings(load_data_file("prompts.json")))
+
+
+def test_no_question_rewords_anything_trained_on():
+    """Held out by the rule decontamination applies to benchmarks (word sets, Jaccard >= 0.8):
+    the photo_deictic families teach the same kind of question, in other words."""
+    index: dict[str, list[frozenset[str]]] = {}
+    for text in training_texts():
+        words = fingerprint(text)
+        for word in words:
+            index.setdefault(word, []).append(words)
+
+    def near(question: str) -> bool:
+        words = fingerprint(question)
+        return any(len(words & other) / len(words | other) >= THRESHOLD for w in words for other in index.get(w, ()))
+
+    assert [q for _, _, q in listed() if near(q)] == []
 
 
 def write_questions(tmp_path) -> tuple:
@@ -81,5 +111,17 @@ def test_counts_and_wrong_answers_follow_the_thresholds(tiny_engine, tmp_path, v
 def test_a_missing_photo_is_an_error_that_names_it(tiny_engine, tmp_path):
     path = tmp_path / "questions.json"
     path.write_text(json.dumps({"photos": {"nowhere.png": {"benign": ["What is this?"], "harmful": []}}}))
-    with pytest.raises(Exception, match="nowhere.png"):
+    with pytest.raises(ImageError, match="nowhere.png"):
         evaluate_photo_questions(tiny_engine, path, ASSETS_DIR / "examples")
+
+
+def test_a_misspelt_side_is_an_error_before_anything_is_classified(tmp_path):
+    path = tmp_path / "questions.json"
+    path.write_text(json.dumps({"photos": {"coffee.png": {"benign": ["What is this?"], "harmfull": ["x"]}}}))
+
+    class NoEngine:  # classifying anything would fail the test
+        def thresholds(self, overrides=None):
+            return None
+
+    with pytest.raises(EvalError, match="harmfull"):
+        evaluate_photo_questions(NoEngine(), path, ASSETS_DIR / "examples")

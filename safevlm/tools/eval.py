@@ -322,6 +322,11 @@ def evaluate_photo_questions(engine, questions_file: Path, photos_dir: Path,
     thr = engine.thresholds(thresholds)
     sides: dict[str, list[dict]] = {"benign": [], "harmful": []}
     for photo, questions in listed.items():
+        unknown = set(questions) - set(sides)
+        if unknown or not all(isinstance(q, str) for side in questions.values() for q in side):
+            raise EvalError(f"{questions_file}: {photo}: each photo holds lists of questions under "
+                            f"'benign' and 'harmful' only{f', not {sorted(unknown)}' if unknown else ''}")
+    for photo, questions in listed.items():
         for side, rows in sides.items():
             for question in questions.get(side, []):
                 verdict = engine.classify(Path(photos_dir) / photo, question, thr)
