@@ -2,6 +2,7 @@
 data -> stage 1 -> stage 2 -> eval, timings recorded, nothing shipped for a non-default base;
 and what shipping copies, to wherever SHIPPED points when it is called."""
 
+import hashlib
 import inspect
 import json
 
@@ -41,6 +42,8 @@ def test_the_recipe_runs_every_step_on_a_llava_base_and_ships_nothing(tmp_path, 
     questions = json.loads((out / "photo_questions.json").read_text())
     listed = json.loads((recipe.ASSETS_DIR / "data" / "photo_questions.json").read_text())["photos"]
     assert questions["benign"]["n"] == sum(len(q["benign"]) for q in listed.values())
+    assert questions["questions_sha256"] == hashlib.sha256(
+        (recipe.ASSETS_DIR / "data" / "photo_questions.json").read_bytes()).hexdigest()
     assert record["base"] == f"llava:{tiny_llava_dir}"
     report = json.loads((out / "eval" / "eval.json").read_text())
     assert report["model"]["base"].startswith("llava:") and {"test", "figstep_eval"} <= set(report["sets"])
@@ -49,6 +52,13 @@ def test_the_recipe_runs_every_step_on_a_llava_base_and_ships_nothing(tmp_path, 
     # a second run finds every output and redoes nothing
     assert recipe.main(args) == 0
     assert json.loads((out / "recipe.json").read_text())["timings_s"] == record["timings_s"]
+
+    # answers to other questions than the current ones are redone, and only they
+    (out / "photo_questions.json").write_text(json.dumps({**questions, "questions_sha256": "older"}))
+    assert recipe.main(args) == 0
+    again = json.loads((out / "recipe.json").read_text())["timings_s"]
+    assert {k for k in again if again[k] != record["timings_s"][k]} <= {"photo_questions"}
+    assert json.loads((out / "photo_questions.json").read_text())["questions_sha256"] == questions["questions_sha256"]
 
 
 def test_a_rerun_with_another_base_is_refused_before_any_step(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ starts on it. Any other base trains, evaluates and stays in --out.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
@@ -190,15 +191,21 @@ def main(argv: list[str] | None = None) -> int:
 
     run_step("examples", (out / "examples.json").exists(), check_examples, timings, record)
 
+    # redone when the questions change, so the card never reports answers to older ones
+    questions = ASSETS_DIR / "data" / PHOTO_QUESTIONS
+    questions_sha = hashlib.sha256(questions.read_bytes()).hexdigest()
+
     def check_photo_questions():
         from safevlm.engine import ChatEngine
         from safevlm.tools.eval import evaluate_photo_questions
 
         engine = ChatEngine.load(args.base, out / "stage2")
-        found = evaluate_photo_questions(engine, ASSETS_DIR / "data" / PHOTO_QUESTIONS, ASSETS_DIR / "examples")
-        (out / PHOTO_QUESTIONS).write_text(json.dumps(found, indent=2) + "\n")
+        found = evaluate_photo_questions(engine, questions, ASSETS_DIR / "examples")
+        (out / PHOTO_QUESTIONS).write_text(json.dumps({**found, "questions_sha256": questions_sha}, indent=2) + "\n")
 
-    run_step("photo_questions", (out / PHOTO_QUESTIONS).exists(), check_photo_questions, timings, record)
+    answered = json.loads((out / PHOTO_QUESTIONS).read_text()) if (out / PHOTO_QUESTIONS).exists() else {}
+    run_step("photo_questions", answered.get("questions_sha256") == questions_sha, check_photo_questions,
+             timings, record)
     saved = json.loads(record.read_text()) if record.exists() else {}
     saved.update({**run, "out": str(out), "chat_limit": args.chat_limit})
     record.parent.mkdir(parents=True, exist_ok=True)
