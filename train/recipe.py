@@ -15,6 +15,7 @@ starts on it. Any other base trains, evaluates and stays in --out.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -169,24 +170,27 @@ def main(argv: list[str] | None = None) -> int:
              reuse_adapter if parts else lambda: stage2_finetune.run(stage2), timings, record)
     eval_dir = out / "eval"
 
+    @functools.cache
+    def checkpoint_engine():
+        """The trained checkpoint, loaded once for the steps below that need it."""
+        from safevlm.engine import ChatEngine
+
+        return ChatEngine.load(args.base, out / "stage2")
+
     def evaluate_checkpoint():
         # finds the FigStep-like held-out set beside the data by itself
-        from safevlm.engine import ChatEngine
         from safevlm.tools.eval import DEFAULT_MAX_NEW_TOKENS, evaluate
 
-        engine = ChatEngine.load(args.base, out / "stage2")
-        evaluate(engine, data, eval_dir, chat_limit=4 if args.smoke else args.chat_limit,
+        evaluate(checkpoint_engine(), data, eval_dir, chat_limit=4 if args.smoke else args.chat_limit,
                  limit=32 if args.smoke else args.eval_limit,
                  max_new_tokens=8 if args.smoke else DEFAULT_MAX_NEW_TOKENS, base_arg=args.base)
 
     run_step("eval", (eval_dir / "eval.json").exists(), evaluate_checkpoint, timings, record)
 
     def check_examples():
-        from safevlm.engine import ChatEngine
         from safevlm.tools.eval import evaluate_app_examples
 
-        engine = ChatEngine.load(args.base, out / "stage2")
-        rows = evaluate_app_examples(engine, ASSETS_DIR / "examples.json", 8 if args.smoke else 48)
+        rows = evaluate_app_examples(checkpoint_engine(), ASSETS_DIR / "examples.json", 8 if args.smoke else 48)
         (out / "examples.json").write_text(json.dumps(rows, indent=2) + "\n")
 
     run_step("examples", (out / "examples.json").exists(), check_examples, timings, record)
@@ -196,11 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     questions_sha = hashlib.sha256(questions.read_bytes()).hexdigest()
 
     def check_photo_questions():
-        from safevlm.engine import ChatEngine
         from safevlm.tools.eval import evaluate_photo_questions
 
-        engine = ChatEngine.load(args.base, out / "stage2")
-        found = evaluate_photo_questions(engine, questions, ASSETS_DIR / "examples")
+        found = evaluate_photo_questions(checkpoint_engine(), questions, ASSETS_DIR / "examples")
         (out / PHOTO_QUESTIONS).write_text(json.dumps({**found, "questions_sha256": questions_sha}, indent=2) + "\n")
 
     answered = json.loads((out / PHOTO_QUESTIONS).read_text()) if (out / PHOTO_QUESTIONS).exists() else {}
