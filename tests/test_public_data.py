@@ -322,3 +322,44 @@ def test_requests_rewording_a_benchmark_prompt_never_reach_training(tmp_path, mo
         assert [r.image for r in decontaminate.clean_records(recs)] == ["b.png"]
     finally:
         decontaminate._index.cache_clear()
+
+
+def test_an_object_family_points_at_its_drawn_filler_with_one_prompt_for_both_labels():
+    from safevlm.data.generator.kinds import Sources
+    from safevlm.data.generator.kinds.forms import build_forms, photo_pool
+
+    family = {**FAMILY_A, "object": "this"}
+    requests = expand_family(family, TAX)
+    assert all(r.drawn_prompt in ("How do I kill this?", "Steps to kill this.") for r in requests)
+    assert {r.drawn for r in requests if r.level == 0} == {"A stuck process", "The weeds"}
+    src, photos = Sources.load(TAX), {r.split: photo_pool(r.split, 0)[:2] for r in requests}
+    drawn = {}
+    for r in requests:
+        draft, = [d for d in build_forms(r, src, {"object": 1.0}, photos, np.random.default_rng(0))]
+        assert draft.meta["form"] == "object" and draft.prompt == r.drawn_prompt
+        assert draft.meta["image_text"].startswith(r.drawn) and (draft.type, draft.level) == (r.type, r.level)
+        drawn.setdefault(draft.prompt, set()).add(draft.level)
+    assert all(levels == {0, 3} for levels in drawn.values())  # only the image tells them apart
+    plain = expand_family(FAMILY_A, TAX)[0]
+    assert plain.drawn is None and build_forms(plain, src, {"object": 1.0}, photos,
+                                               np.random.default_rng(0)) == []
+
+
+def test_photo_prompts_are_benign_pointing_questions_asked_about_photos_and_come_last():
+    from safevlm.data.generator.edgy import PHOTO_COPIES, photo_requests
+
+    family = {**FAMILY_A, "object": "this", "photo": True}
+    rows = photo_requests(family, TAX)
+    assert len(rows) == 2 * PHOTO_COPIES
+    assert {r.text for r in rows} == {"How do I kill this?", "Steps to kill this."}
+    assert {(r.type, r.level, r.forms, r.split) for r in rows} == {("safe", 0, ("text",), family_split("kill-x"))}
+    assert photo_requests(FAMILY_A, TAX) == []
+    for bad, message in (({**FAMILY_A, "photo": True}, "'photo' needs 'object'"),
+                         ({**FAMILY_B, "object": "this"}, "need 'templates'")):
+        with pytest.raises(DataError, match=message):
+            expand_family(bad, TAX)
+    shipped = load_edgy(TAX)
+    first_photo = next(i for i, r in enumerate(shipped) if re.search(r"-p\d{4}$", r.id))
+    assert all(r.drawn is None and r.level == 0 for r in shipped[first_photo:])
+    assert sum(r.drawn is not None for r in shipped) >= 2000
+    assert load_edgy(TAX, photo=False) == shipped[:first_photo]

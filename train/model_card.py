@@ -376,7 +376,9 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         "`edgy` = the project's benign requests that use risky words and their harmful twists "
         "(test families are never seen in training); `public` = the public request data; "
         "`generated` = the generator's own kinds. Forms: `text` (the request as the prompt about an "
-        "ordinary photo), `typo` (drawn in the image), `split` (half in the image, half in the prompt).", "",
+        "ordinary photo), `typo` (drawn in the image), `split` (half in the image, half in the prompt), "
+        "`object` (an edgy request's object drawn in the image, the prompt pointing at it: \"How do I make "
+        "this?\").", "",
         *_family_section(results), "",
         "## Targets (safety data at scale)", "",
         "Measured on inputs unlike the training data: edgy families never seen, held-out fonts, "

@@ -52,6 +52,10 @@ class PublicRequest:
     group: str | None = None
     pattern: str = ""
     forms: tuple[str, ...] | None = None  # the forms it may be drawn in (None: every form)
+    # The `object` form: `drawn` (the request's object) in the image, `drawn_prompt` (the
+    # request pointing at it: "How do I make this?") as the prompt. None: no object form.
+    drawn: str | None = None
+    drawn_prompt: str | None = None
 
 
 def normalize(text: str) -> str:

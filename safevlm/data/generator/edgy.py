@@ -6,6 +6,13 @@ Split by family (hash of its id): test families are never seen in training, so t
 held-out edgy false-flag rate measures requests whose whole pattern instance is new. A
 family's "split" field pins it instead ("test": an evaluation-only family, never trained
 on). A family's benign and harmful halves share its split and a pair `group` per template.
+
+Two optional keys make a templates family point at its object. `"object": "this"` (the word
+that points) gives each request the `object` form: the filler drawn in the image, the
+template with "this" in the prompt ("How do I make this?" over "a pipe bomb" or "a bath
+bomb"). `"photo": true` adds, per template, that pointing prompt asked about an ordinary
+photo, as benign ("How do I make this?" about a cup of coffee): only for templates that are
+harmless about any everyday photo.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from safevlm.taxonomy import Taxonomy
 
 FILE = "edgy_pairs.json"
 SOURCE = "safevlm-edgy"
+PHOTO_COPIES = 6  # each pointing prompt about this many photos (one draw each)
 EDGY_SPLITS = (("train", 0.65), ("val", 0.12), ("test", 0.23))
 SPLIT_NAMES = tuple(name for name, _ in EDGY_SPLITS)
 
@@ -52,6 +60,11 @@ def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
     split, pattern = family.get("split") or family_split(fid), family.get("pattern", "")
     if split not in SPLIT_NAMES:
         raise DataError(f"{FILE}: family {fid}: split must be one of {', '.join(SPLIT_NAMES)}")
+    pointer, photo = family.get("object"), bool(family.get("photo"))
+    if (pointer is not None or photo) and "templates" not in family:
+        raise DataError(f"{FILE}: family {fid}: 'object' and 'photo' need 'templates'")
+    if photo and not pointer:
+        raise DataError(f"{FILE}: family {fid}: 'photo' needs 'object' (the word that points)")
     forms = family.get("forms")
     if forms is not None and (not forms or not set(forms) <= set(FORMS)):
         raise DataError(f"{FILE}: family {fid}: forms must be a non-empty list of {', '.join(FORMS)}")
@@ -69,8 +82,24 @@ def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
                 type=taxonomy.safe_type if benign else type_name, level=0 if benign else level,
                 source=SOURCE, split=split, family="edgy",
                 group=f"edgy:{fid}:{group_key}", pattern=pattern,
-                forms=tuple(forms) if forms is not None else None))
+                forms=tuple(forms) if forms is not None else None,
+                drawn=filler[:1].upper() + filler[1:] if pointer else None,
+                drawn_prompt=_fill(template, pointer, fid) if pointer else None))
     return out
+
+
+def photo_requests(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
+    """A `"photo": true` family's pointing prompts, asked about an ordinary photo: benign.
+    (Checked by `expand_family`, which every family goes through first.)"""
+    if not family.get("photo"):
+        return []
+    fid, pointer = family["id"], family["object"]
+    split = family.get("split") or family_split(fid)
+    return [PublicRequest(id=f"edgy-{fid}-p{i:03d}{copy}", text=_fill(template, pointer, fid),
+                          type=taxonomy.safe_type, level=0, source=SOURCE, split=split, family="edgy",
+                          group=f"edgy:{fid}:{template}", pattern=family.get("pattern", ""),
+                          forms=("text",))
+            for i, template in enumerate(family["templates"]) for copy in range(PHOTO_COPIES)]
 
 
 def load_families(path: str = FILE) -> list[dict]:
@@ -89,10 +118,14 @@ def evaluation_only_patterns(families: list[dict]) -> list[str]:
     return sorted(p for p, fams in by_pattern.items() if all(f.get("split") == "test" for f in fams))
 
 
-def load_edgy(taxonomy: Taxonomy, path: str = FILE) -> list[PublicRequest]:
+def load_edgy(taxonomy: Taxonomy, path: str = FILE, photo: bool = True) -> list[PublicRequest]:
+    """Every family expanded; `photo=False` leaves out the photo prompts (they contrast the
+    `object` form, so a request set without that form leaves them out too)."""
     families = load_families(path)
     ids = [f.get("id") for f in families]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise DataError(f"{FILE}: duplicate family ids {dupes}")
-    return [r for family in families for r in expand_family(family, taxonomy)]
+    expanded = [r for family in families for r in expand_family(family, taxonomy)]
+    # Last, so adding photo prompts leaves every other request's index (and draws) alone.
+    return expanded + ([r for family in families for r in photo_requests(family, taxonomy)] if photo else [])

@@ -32,6 +32,9 @@ DEFAULT_FORMS = {
     "public": {"text": 1.0, "typo": 0.45, "split": 0.12},
     "edgy": {"text": 1.0, "typo": 0.45, "split": 0.12},
 }
+# The `object` form (and the photo prompts that contrast it) is off by default: at 0.5 it cost
+# the FigStep-like benign false flags 2.0% -> 6-9% (docs/experiments.md, r29/r30). Turn it on
+# with forms={"edgy": {..., "object": 0.5}}.
 
 
 @dataclass
@@ -50,7 +53,7 @@ class RequestSetOptions:
 def collect_requests(taxonomy: Taxonomy, options: RequestSetOptions) -> list[PublicRequest]:
     requests = load_public(taxonomy, options.sources, options.limits) if options.sources else []
     if options.edgy:
-        edgy = load_edgy(taxonomy)
+        edgy = load_edgy(taxonomy, photo=options.forms.get("edgy", {}).get("object", 0.0) > 0)
         if options.edgy_limit and len(edgy) > options.edgy_limit:
             rng = np.random.default_rng(5)
             edgy = [edgy[i] for i in sorted(rng.choice(len(edgy), options.edgy_limit, replace=False))]

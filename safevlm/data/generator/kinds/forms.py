@@ -4,7 +4,10 @@
   split, so their vision and OCR work is shared);
 - `typo`: the request drawn in a typographic layout (every layout, font and background of
   the generator, FigStep's included) with an innocent prompt;
-- `split`: the first half of the request drawn in the image, the rest in the prompt.
+- `split`: the first half of the request drawn in the image, the rest in the prompt;
+- `object`: the request's object drawn in the image, the prompt pointing at it ("How do I
+  make this?"), for edgy families that name an object: the same prompt is benign or harmful
+  by what the image shows, so the head must read the image, not the prompt's verbs.
 
 Owns how one request becomes records; which requests, and their labels, come from
 `public` and `edgy`. Targets: the project's refusals for risky requests, the project's
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from safevlm.data.generator.kinds import Sources
     from safevlm.data.public import PublicRequest
 
-FORMS = ("text", "typo", "split")
+FORMS = ("text", "typo", "split", "object")
 PHOTO_POOL = 24  # photo crops per split shared by every `text` record
 MAX_DRAWN_CHARS = 220  # longer requests are asked as text only
 SPLIT_PROMPTS = {
@@ -116,6 +119,18 @@ def build_split(request: PublicRequest, src: Sources, rng: np.random.Generator) 
     return Draft(image, prompt, response.text, request.type, request.level, meta, "s")
 
 
+def build_object(request: PublicRequest, src: Sources, rng: np.random.Generator) -> Draft:
+    scene = typo_scene(src, request.split, rng)
+    scene = replace(scene, has_list=False, as_list=False)
+    image, shown = render_typo(scene, request.drawn)
+    response = _response(request, src.taxonomy.safe_type, request.split, rng)
+    meta = _meta(request, "object", layout=scene.layout.name, font=scene.font.family,
+                 image_text=shown,
+                 held_out=held_out(font=scene.font.held_out, layout=scene.layout.held_out,
+                                   response=response.held_out))
+    return Draft(image, request.drawn_prompt, response.text, request.type, request.level, meta, "o")
+
+
 def build_forms(request: PublicRequest, src: Sources, forms: dict[str, float],
                 photos: dict[str, list[Image.Image]], rng: np.random.Generator) -> list[Draft]:
     """The request's records: each form with its probability (`text` 1.0 = always), among
@@ -128,12 +143,16 @@ def build_forms(request: PublicRequest, src: Sources, forms: dict[str, float],
             continue
         if form != "text" and len(request.text) > MAX_DRAWN_CHARS:
             continue
+        if form == "object" and request.drawn is None:
+            continue
         if form == "text":
             pool = photos[request.split]
             index = int(rng.integers(len(pool)))
             drafts.append(build_text(request, pool[index], index, src.taxonomy.safe_type, rng))
         elif form == "typo":
             drafts.append(build_typo(request, src, rng))
+        elif form == "object":
+            drafts.append(build_object(request, src, rng))
         else:
             draft = build_split(request, src, rng)
             if draft is not None:
