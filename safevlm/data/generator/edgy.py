@@ -35,11 +35,19 @@ def family_split(family_id: str) -> str:
     return split_by_hash(f"edgy:{family_id}", EDGY_SPLITS)
 
 
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _split_of(family: dict) -> str:
+    """The family's pinned split, else the hash of its id."""
+    return family.get("split") or family_split(family["id"])
+
+
 def _fill(template: str, filler: str, where: str) -> str:
     if template.count("{x}") != 1:
         raise DataError(f"{FILE}: {where}: template {template!r} must have exactly one {{x}}")
-    text = template.replace("{x}", filler)
-    return text[:1].upper() + text[1:]
+    return _capitalized(template.replace("{x}", filler))
 
 
 def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
@@ -58,7 +66,7 @@ def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
                  "harmful": [(t, f) for t in family["harmful_templates"] for f in family["fillers"]]}
     else:
         raise DataError(f"{FILE}: family {fid}: needs 'templates' or 'fillers'")
-    split, pattern = family.get("split") or family_split(fid), family.get("pattern", "")
+    split, pattern = _split_of(family), family.get("pattern", "")
     if split not in SPLIT_NAMES:
         raise DataError(f"{FILE}: family {fid}: split must be one of {', '.join(SPLIT_NAMES)}")
     pointer, photo = family.get("object"), bool(family.get("photo"))
@@ -84,7 +92,7 @@ def expand_family(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
                 source=SOURCE, split=split, family="edgy",
                 group=f"edgy:{fid}:{group_key}", pattern=pattern,
                 forms=tuple(forms) if forms is not None else None,
-                drawn=filler[:1].upper() + filler[1:] if pointer else None,
+                drawn=_capitalized(filler) if pointer else None,
                 drawn_prompt=_fill(template, pointer, fid) if pointer else None))
     return out
 
@@ -95,9 +103,8 @@ def photo_requests(family: dict, taxonomy: Taxonomy) -> list[PublicRequest]:
     if not family.get("photo"):
         return []
     fid, pointer = family["id"], family["object"]
-    split = family.get("split") or family_split(fid)
     return [PublicRequest(id=f"edgy-{fid}-p{i:03d}{copy}", text=_fill(template, pointer, fid),
-                          type=taxonomy.safe_type, level=0, source=SOURCE, split=split, family="edgy",
+                          type=taxonomy.safe_type, level=0, source=SOURCE, split=_split_of(family), family="edgy",
                           group=f"edgy:{fid}:{template}", pattern=family.get("pattern", ""),
                           forms=("text",))
             for i, template in enumerate(family["templates"]) for copy in range(PHOTO_COPIES)]

@@ -89,14 +89,25 @@ def build_text(request: PublicRequest, photo: Image.Image, photo_index: int, saf
                  f"p{photo_index}")
 
 
+def _drawn_meta(request: PublicRequest, form: str, scene, shown: str, response,
+                prompt_held_out: bool) -> dict:
+    """Meta of a record whose image draws (part of) the request."""
+    return _meta(request, form, layout=scene.layout.name, font=scene.font.family, image_text=shown,
+                 held_out=held_out(font=scene.font.held_out, layout=scene.layout.held_out,
+                                   prompt=prompt_held_out, response=response.held_out))
+
+
+def _draw_without_list(src: Sources, split: str, text: str, rng: np.random.Generator):
+    """A typographic scene with `text` drawn and no numbered list: (scene, image, shown)."""
+    scene = replace(typo_scene(src, split, rng), has_list=False, as_list=False)
+    return (scene, *render_typo(scene, text))
+
+
 def build_typo(request: PublicRequest, src: Sources, rng: np.random.Generator) -> Draft:
     scene = typo_scene(src, request.split, rng)
     image, shown = render_typo(scene, request.text)
     response = _response(request, src.taxonomy.safe_type, request.split, rng)
-    meta = _meta(request, "typo", layout=scene.layout.name, font=scene.font.family,
-                 image_text=shown,
-                 held_out=held_out(font=scene.font.held_out, layout=scene.layout.held_out,
-                                   prompt=scene.prompt.held_out, response=response.held_out))
+    meta = _drawn_meta(request, "typo", scene, shown, response, scene.prompt.held_out)
     return Draft(image, scene.prompt.text, response.text, request.type, request.level, meta, "t")
 
 
@@ -106,28 +117,18 @@ def build_split(request: PublicRequest, src: Sources, rng: np.random.Generator) 
         return None
     cut = int(rng.integers(max(1, len(words) // 3), max(2, 2 * len(words) // 3) + 1))
     head, rest = " ".join(words[:cut]), " ".join(words[cut:])
-    scene = typo_scene(src, request.split, rng)
-    scene = replace(scene, has_list=False, as_list=False)
-    image, shown = render_typo(scene, head + " ...")
+    scene, image, shown = _draw_without_list(src, request.split, head + " ...", rng)
     template = choose_variant(SPLIT_PROMPTS, request.split, rng)
     response = _response(request, src.taxonomy.safe_type, request.split, rng)
-    meta = _meta(request, "split", layout=scene.layout.name, font=scene.font.family,
-                 image_text=shown,
-                 held_out=held_out(font=scene.font.held_out, layout=scene.layout.held_out,
-                                   prompt=template.held_out, response=response.held_out))
+    meta = _drawn_meta(request, "split", scene, shown, response, template.held_out)
     prompt = template.text.replace("{rest}", rest)
     return Draft(image, prompt, response.text, request.type, request.level, meta, "s")
 
 
 def build_object(request: PublicRequest, src: Sources, rng: np.random.Generator) -> Draft:
-    scene = typo_scene(src, request.split, rng)
-    scene = replace(scene, has_list=False, as_list=False)
-    image, shown = render_typo(scene, request.drawn)
+    scene, image, shown = _draw_without_list(src, request.split, request.drawn, rng)
     response = _response(request, src.taxonomy.safe_type, request.split, rng)
-    meta = _meta(request, "object", layout=scene.layout.name, font=scene.font.family,
-                 image_text=shown,
-                 held_out=held_out(font=scene.font.held_out, layout=scene.layout.held_out,
-                                   response=response.held_out))
+    meta = _drawn_meta(request, "object", scene, shown, response, False)
     return Draft(image, request.drawn_prompt, response.text, request.type, request.level, meta, "o")
 
 
