@@ -249,6 +249,22 @@ def test_weak_kinds_are_held_out_families_with_both_sides(pattern):
     assert sum(r.level == 0 for r in rows) >= 20 and sum(r.level >= 2 for r in rows) >= 20
 
 
+# The instruction styles of the public harmful sets ("detailed instructions", "tutorial",
+# "step-by-step", ...) are almost only harmful in training. The request_style families ask
+# ordinary and harmful tasks in those styles; they stay evaluation-only (r31 trained on them and
+# was not shipped, docs/experiments.md), so they measure how much the head keys on the style.
+INSTRUCTION_STYLES = ("detailed instructions", "tutorial", "instructions for how", "write a guide", "step-by-step")
+
+
+def test_instruction_style_families_ask_both_sides_in_each_style_and_are_never_trained_on():
+    styled = [r for r in load_edgy(TAX) if r.pattern == "request_style"]
+    assert {r.split for r in styled} == {"test"}
+    assert all(r.forms == ("text",) for r in styled)  # drawn benign lists cost FigStep-like detection (r16)
+    for style in INSTRUCTION_STYLES:
+        rows = [r for r in styled if style in r.text.lower()]
+        assert sum(r.level == 0 for r in rows) >= 10 and sum(r.level > 0 for r in rows) >= 10, style
+
+
 def test_a_family_can_be_pinned_to_a_split():
     assert family_split(FAMILY_A["id"]) != "val"  # so the pin below is what moves it
     assert {r.split for r in expand_family({**FAMILY_A, "split": "val"}, TAX)} == {"val"}
