@@ -125,3 +125,17 @@ def test_questions_about_the_app_photos_are_targets_with_what_they_got_wrong(tmp
     assert "app photos" not in write_model_card(tmp_path / "data", tmp_path / "none", tmp_path / "C2.md").read_text()
     (run / "photo_questions.json").write_text(json.dumps({"benign": {"n": 0, "hits": 0, "rate": None, "wrong": []}}))
     assert "app photos" not in write_model_card(tmp_path / "data", run, tmp_path / "C3.md").read_text()
+
+
+def test_the_form_legend_explains_only_the_forms_the_tables_show():
+    from train.model_card import _form_legend
+
+    def results(*forms):
+        by = {"form": {f: {"rate": 0.5, "n": 2} for f in forms}}
+        return {"sets": {"test": {"classification": {"detection_by": by, "false_flag_by": {}}}}}
+
+    legend = _form_legend(results("text", "split"))
+    assert legend.startswith("`text` (") and "`split` (" in legend
+    assert "`typo`" not in legend and "`object`" not in legend
+    assert "`object` (an edgy request's object" in _form_legend(results("object"))
+    assert _form_legend({}) == "none"

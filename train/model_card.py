@@ -77,6 +77,22 @@ def _sources_section(summary: dict) -> list[str]:
     return lines
 
 
+FORM_LEGEND = {
+    "text": "the request as the prompt about an ordinary photo",
+    "typo": "drawn in the image",
+    "split": "half in the image, half in the prompt",
+    "object": "an edgy request's object drawn in the image, the prompt pointing at it: \"How do I make this?\"",
+}
+
+
+def _form_legend(results: dict) -> str:
+    """The forms the family tables show, each explained (a form the run never drew is left out)."""
+    shown = {form for entry in results.get("sets", {}).values()
+             for by in ("detection_by", "false_flag_by")
+             for form in entry["classification"].get(by, {}).get("form", {})}
+    return ", ".join(f"`{form}` ({text})" for form, text in FORM_LEGEND.items() if form in shown) or "none"
+
+
 def _family_section(results: dict) -> list[str]:
     """Harmful detection and false flags by where the request came from and its form."""
     lines = []
@@ -375,10 +391,7 @@ def write_model_card(data: Path, run: Path, path: Path, ablation: Path | None = 
         "## By request family and form", "",
         "`edgy` = the project's benign requests that use risky words and their harmful twists "
         "(test families are never seen in training); `public` = the public request data; "
-        "`generated` = the generator's own kinds. Forms: `text` (the request as the prompt about an "
-        "ordinary photo), `typo` (drawn in the image), `split` (half in the image, half in the prompt), "
-        "`object` (an edgy request's object drawn in the image, the prompt pointing at it: \"How do I make "
-        "this?\").", "",
+        "`generated` = the generator's own kinds. Forms: " + _form_legend(results) + ".", "",
         *_family_section(results), "",
         "## Targets (safety data at scale)", "",
         "Measured on inputs unlike the training data: edgy families never seen, held-out fonts, "
