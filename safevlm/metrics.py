@@ -1,6 +1,6 @@
-"""Metrics shared by the eval and the training tools: rates with their counts, breakdowns
-of flagged shares, AUROC, contrastive-pair separation and expected calibration error.
-Plain lists in, plain numbers out (no torch, no model)."""
+"""Metrics shared by the eval and the training tools: rates with their counts and
+intervals, breakdowns of flagged shares, AUROC, contrastive-pair separation and expected
+calibration error. Plain lists in, plain numbers out (no torch, no model)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ def rate(hits: int, n: int) -> float | None:
 
 def counted(hits: int, n: int) -> dict:
     return {"n": n, "hits": hits, "rate": rate(hits, n)}
+
+
+def wilson(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a rate `hits / n` (None when n is 0): how far a share
+    measured on a small sample may lie from the true one (0 of 19 still allows 17%)."""
+    from scipy.stats import binomtest
+
+    if not n:
+        return None
+    ci = binomtest(hits, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def flag_rates(flagged: list[bool], risky: list[bool]) -> dict:
