@@ -1,7 +1,8 @@
 """Train LoRA (layers 0-15 of SmolLM2-135M) + a linear type classifier on the mean-pooled layer-16
 state, on every train record's query text (type CE, 7 classes); then write a query-feature
 cache computed by the adapted LLM for every text in data/gen's frozen cache, so the recipe's
-stage 1 can train its head on the adapted features."""
+stage 1 can train its head on the adapted features. EPOCHS 0 writes the same cache from the
+frozen LLM (the control)."""
 import sys, time, random
 from pathlib import Path
 import torch, torch.nn as nn
@@ -42,28 +43,33 @@ def hidden(m, texts, grad):
         h = m(input_ids=enc["input_ids"], attention_mask=mask, output_hidden_states=True, use_cache=False).hidden_states[LAYER]
     return h, mask
 
-lm = get_peft_model(tm, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
-                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-head = nn.Sequential(nn.LayerNorm(tm.config.hidden_size), nn.Linear(tm.config.hidden_size, len(tax.types)))
-params = [p for p in lm.parameters() if p.requires_grad]
-bs = 16; steps = int(EPOCHS * len(train) / bs)
-opt = torch.optim.AdamW([{"params": params, "lr": 2e-4}, {"params": head.parameters(), "lr": 1e-3}], weight_decay=0.01)
-sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[2e-4, 1e-3], total_steps=steps, pct_start=0.1)
-lossf = nn.CrossEntropyLoss()
-lm.train(); t0 = time.time(); order = []
-for step in range(steps):
-    if not order:
-        order = list(range(len(train))); random.shuffle(order)
-    idx = [order.pop() for _ in range(min(bs, len(order)))]
-    h, mask = hidden(lm, [train[i][0] for i in idx], True)
-    w = mask.unsqueeze(-1).float(); pooled = (h * w).sum(1) / w.sum(1).clamp(min=1)
-    loss = lossf(head(pooled), torch.tensor([train[i][1] for i in idx]))
-    opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-    if step % 50 == 0:
-        print(f"step {step}/{steps} loss {loss.item():.3f} {time.time()-t0:.0f}s", flush=True)
-lm.save_pretrained(OUT / "query_lora")
-torch.save(head.state_dict(), OUT / "type_head.pt")
-lm = lm.merge_and_unload().eval()
+def adapt(tm):
+    """LoRA + type classifier trained on the train texts; returns the merged LLM."""
+    lm = get_peft_model(tm, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    head = nn.Sequential(nn.LayerNorm(tm.config.hidden_size), nn.Linear(tm.config.hidden_size, len(tax.types)))
+    params = [p for p in lm.parameters() if p.requires_grad]
+    bs = 16; steps = int(EPOCHS * len(train) / bs)
+    opt = torch.optim.AdamW([{"params": params, "lr": 2e-4}, {"params": head.parameters(), "lr": 1e-3}], weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[2e-4, 1e-3], total_steps=steps, pct_start=0.1)
+    lossf = nn.CrossEntropyLoss()
+    lm.train(); t0 = time.time(); order = []
+    for step in range(steps):
+        if not order:
+            order = list(range(len(train))); random.shuffle(order)
+        idx = [order.pop() for _ in range(min(bs, len(order)))]
+        h, mask = hidden(lm, [train[i][0] for i in idx], True)
+        w = mask.unsqueeze(-1).float(); pooled = (h * w).sum(1) / w.sum(1).clamp(min=1)
+        loss = lossf(head(pooled), torch.tensor([train[i][1] for i in idx]))
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+        if step % 50 == 0:
+            print(f"step {step}/{steps} loss {loss.item():.3f} {time.time()-t0:.0f}s", flush=True)
+    lm.save_pretrained(OUT / "query_lora")
+    torch.save(head.state_dict(), OUT / "type_head.pt")
+    return lm.merge_and_unload().eval()
+
+
+lm = adapt(tm) if EPOCHS > 0 else tm.eval()  # EPOCHS 0: the frozen control, cut and normed the same way
 print("features for", len(keys), flush=True)
 queries = {}
 order = sorted(keys, key=lambda t: (len(t), t))
